@@ -1,0 +1,50 @@
+"""pc_common: a small predictive-coding core with a backprop twin.
+
+The chain, one job per module:
+    layers     value nodes φ (``PCLayer``), identity outside PC inference
+    energy     F = ½ Σ_ℓ ‖φ_ℓ − μ_ℓ‖² + β L(ŷ, y), and the losses shared with BP
+    inference  T neuron updates + one weight-gradient evaluation (T + 1 energy evaluations); the BP twin
+    training   the train / validate / test loop for both rules
+    data       the embedded ``mnist-5k`` digits and the torchvision datasets
+"""
+
+from .data import DATASETS, EMBEDDED, DatasetUnavailableError, Splits, TensorLoader, load_dataset
+from .energy import cross_entropy, energy, get_loss, layer_energies, prediction_energy, squared_error
+from .inference import InferenceResult, PCConfig, bp_gradients, infer
+from .layers import PCLayer, neurons, pc_layers, pc_mode, predictions, release, weights
+from .training import History, check_input_shape, evaluate, fit, train_step
+from .utils import pick_device, quick_mode, seed_everything
+
+__all__ = [
+    "DATASETS",
+    "EMBEDDED",
+    "DatasetUnavailableError",
+    "History",
+    "InferenceResult",
+    "PCConfig",
+    "PCLayer",
+    "Splits",
+    "TensorLoader",
+    "bp_gradients",
+    "check_input_shape",
+    "cross_entropy",
+    "energy",
+    "evaluate",
+    "fit",
+    "get_loss",
+    "infer",
+    "layer_energies",
+    "load_dataset",
+    "neurons",
+    "pc_layers",
+    "pc_mode",
+    "pick_device",
+    "prediction_energy",
+    "predictions",
+    "quick_mode",
+    "release",
+    "seed_everything",
+    "squared_error",
+    "train_step",
+    "weights",
+]

@@ -1,0 +1,142 @@
+"""Value nodes: the one layer predictive coding adds to an ordinary network.
+
+A :class:`PCLayer` sits between ordinary ``nn`` layers. Outside PC inference (BP training, ``eval()``, any plain
+call ``model(x)``) it is the identity, so one model definition trains with BP or with PC. Inside PC inference
+(see :mod:`pc_common.inference`) each *call* of the layer owns a neuron φ (an ``nn.Parameter``): the layer
+receives the prediction μ from upstream, remembers it, and passes its neuron φ downstream instead. The error
+ε = φ − μ is what the energy sums.
+
+Because neurons belong to calls rather than to layers, a layer may be called several times in one forward pass (an
+unrolled RNN, a shared block) and every call gets its own value node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+class PCLayer(nn.Module):
+    """A value node: identity in BP mode, a neuron φ with error ε = φ − μ in PC mode.
+
+    The neuron of each call is initialised by the feed-forward sweep, φ = μ (so ε = 0 and the network starts at
+    its BP forward pass), plus optional Gaussian noise of standard deviation ``init_std``. Neurons are not
+    registered as module parameters: ``model.parameters()`` holds the weights Θ only, so the same optimizer
+    serves BP and PC, and neurons never appear in a ``state_dict``.
+
+    Args:
+        init_std: standard deviation of noise added to the feed-forward initialisation (0 = exact sweep).
+    """
+
+    def __init__(self, init_std: float = 0.0):
+        super().__init__()
+        self.init_std = init_std
+        self.neurons: list[nn.Parameter] = []
+        self.mu: list[torch.Tensor] = []
+        self._active = False
+        self._initialising = False
+        self._call = 0
+
+    def extra_repr(self) -> str:
+        return f"init_std={self.init_std}" if self.init_std else ""
+
+    def forward(self, mu: torch.Tensor) -> torch.Tensor:
+        if not self._active:
+            return mu
+        i = self._call
+        self._call += 1
+        if self._initialising:
+            self._init_neuron(i, mu)
+        elif i >= len(self.neurons):
+            raise RuntimeError(
+                f"PCLayer was called {i + 1} times in this pass but only {len(self.neurons)} times when its "
+                "neurons were initialised: the computation graph must not change between inference steps."
+            )
+        if i < len(self.mu):
+            self.mu[i] = mu
+        else:
+            self.mu.append(mu)
+        return self.neurons[i]
+
+    def _init_neuron(self, i: int, mu: torch.Tensor) -> None:
+        value = mu.detach()
+        if self.init_std:
+            value = value + self.init_std * torch.randn_like(value)
+        if i < len(self.neurons) and self.neurons[i].shape == value.shape:
+            # Same shape as the previous batch: reuse the storage, no allocation.
+            with torch.no_grad():
+                self.neurons[i].copy_(value)
+        else:
+            # New call index or a new batch shape (last partial batch, evaluation size): re-create the neuron.
+            neuron = nn.Parameter(value.clone())
+            if i < len(self.neurons):
+                self.neurons[i] = neuron
+            else:
+                self.neurons.append(neuron)
+
+    def errors(self) -> list[torch.Tensor]:
+        """Prediction errors ε = φ − μ of every call in the last pass."""
+        return [x - mu for x, mu in zip(self.neurons, self.mu)]
+
+    def energy(self) -> torch.Tensor:
+        """Per-sample energy of this layer, ½ Σ_calls ‖φ − μ‖², summed over all but the batch dimension.
+
+        Returns:
+            tensor of shape (B,).
+        """
+        return sum(0.5 * e.flatten(1).pow(2).sum(1) for e in self.errors())
+
+
+def pc_layers(model: nn.Module) -> list[PCLayer]:
+    """All value-node layers of ``model``, in module order."""
+    return [m for m in model.modules() if isinstance(m, PCLayer)]
+
+
+def neurons(model: nn.Module) -> list[nn.Parameter]:
+    """All neurons φ of the last inference, layer by layer and call by call."""
+    return [x for layer in pc_layers(model) for x in layer.neurons]
+
+
+def predictions(model: nn.Module) -> list[torch.Tensor]:
+    """The predictions μ of the last pass, aligned with :func:`neurons`."""
+    return [mu for layer in pc_layers(model) for mu in layer.mu]
+
+
+def weights(model: nn.Module) -> list[nn.Parameter]:
+    """The trainable weights Θ (neurons are never among them)."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+@contextmanager
+def pc_mode(model: nn.Module, initialise: bool = False) -> Iterator[list[PCLayer]]:
+    """Turn the value nodes on for one forward pass.
+
+    Args:
+        model: a network containing :class:`PCLayer` modules.
+        initialise: if True, the pass is the feed-forward sweep that sets φ = μ for every call.
+
+    Yields:
+        the model's PC layers.
+    """
+    layers = pc_layers(model)
+    for layer in layers:
+        layer._active, layer._initialising, layer._call = True, initialise, 0
+    try:
+        yield layers
+    finally:
+        for layer in layers:
+            if initialise:
+                # A shorter graph than last batch (e.g. a shorter sequence) leaves no stale neurons behind.
+                del layer.neurons[layer._call :]
+                del layer.mu[layer._call :]
+            layer._active = layer._initialising = False
+
+
+def release(model: nn.Module) -> None:
+    """Drop the neurons and stored predictions of every value node (frees their memory)."""
+    for layer in pc_layers(model):
+        layer.neurons.clear()
+        layer.mu.clear()

@@ -1,0 +1,198 @@
+"""Training and evaluation loops shared by BP and PC.
+
+One loop, two learning rules: ``rule="bp"`` calls :func:`~pc_common.inference.bp_gradients`, ``rule="pc"`` calls
+:func:`~pc_common.inference.infer`. Everything else (model, data order, optimizer, loss, evaluation) is the same, so a
+comparison differs only in how ``.grad`` is filled.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import Splits, TensorLoader
+from .energy import Loss, get_loss
+from .inference import PCConfig, bp_gradients, infer
+
+RULES = ("bp", "pc")
+Evaluator = Callable[[nn.Module, TensorLoader], dict[str, float]]
+
+
+@dataclass
+class History:
+    """Per-epoch records of one training run.
+
+    Attributes:
+        rule: ``"bp"`` or ``"pc"``.
+        epochs: one dict per epoch: ``train_loss``, ``train_accuracy``, ``energy`` (PC: mean final energy),
+            ``seconds`` (training time of the epoch), and ``val_*`` / ``test_*`` metrics.
+        best_epoch: index of the epoch selected on the validation split.
+        selection: the validation metric used for selection, e.g. ``val_accuracy``.
+    """
+
+    rule: str
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    selection: str = "val_accuracy"
+
+    def series(self, key: str) -> list[float]:
+        """The values of ``key`` over epochs."""
+        return [e[key] for e in self.epochs]
+
+    @property
+    def best(self) -> dict[str, float]:
+        """The record of the best-validation epoch."""
+        return self.epochs[self.best_epoch]
+
+    def to_dict(self) -> dict:
+        return {"rule": self.rule, "best_epoch": self.best_epoch, "selection": self.selection, "epochs": self.epochs}
+
+
+def check_input_shape(model: nn.Module, x: torch.Tensor, dataset: str = "the data") -> None:
+    """Run one sample through ``model`` and turn a shape mismatch into a clear error.
+
+    Raises:
+        ValueError: naming the dataset's input shape when the model cannot take it.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    except RuntimeError as err:
+        raise ValueError(
+            f"The model cannot take inputs of shape {tuple(x.shape[1:])} from {dataset}: {err}. "
+            "Build the model for this input shape (e.g. in_features = C·H·W for an MLP, in_channels = C for a CNN)."
+        ) from err
+    finally:
+        model.train(was_training)
+
+
+def accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Number of correct argmax predictions in a batch (class-index targets)."""
+    return (output.argmax(1) == target).sum()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: TensorLoader, loss: str | Loss = "mse", classify: bool = True) -> dict:
+    """Mean loss (and accuracy) of a plain forward pass over ``loader``.
+
+    Runs in ``eval()`` mode under ``no_grad``: no inference, and no weight ``.grad`` is touched.
+    """
+    loss_fn = get_loss(loss)
+    was_training = model.training
+    model.eval()
+    total, correct, n = 0.0, 0, 0
+    for x, y in loader:
+        out = model(x)
+        total += float(loss_fn(out, y).sum())
+        if classify:
+            correct += int(accuracy(out, y))
+        n += len(x)
+    model.train(was_training)
+    return {"loss": total / n, "accuracy": correct / n} if classify else {"loss": total / n}
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    rule: str = "bp",
+    loss: str | Loss = "mse",
+    pc: PCConfig = PCConfig(),
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One weight update with BP or PC.
+
+    Returns:
+        the feed-forward output ŷ (detached) and, for PC, the energy trace (T + 1 values; else None).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    if rule == "bp":
+        output, energies = bp_gradients(model, x, y, loss), None
+    elif rule == "pc":
+        result = infer(model, x, y, loss, pc)
+        output, energies = result.output, result.energies
+    else:
+        raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
+    optimizer.step()
+    return output, energies
+
+
+def fit(
+    model: nn.Module,
+    data: Splits,
+    rule: str = "bp",
+    *,
+    epochs: int = 10,
+    optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
+    lr: float = 1e-3,
+    loss: str | Loss = "mse",
+    pc: PCConfig = PCConfig(),
+    classify: bool = True,
+    evaluator: Evaluator | None = None,
+    max_batches: int | None = None,
+    progress: bool = True,
+) -> History:
+    """Train ``model`` with BP or PC, evaluate on validation and test after every epoch, keep the best on validation.
+
+    At the end the model holds the weights of the best-validation epoch (highest ``val_accuracy`` when
+    ``classify``, else lowest ``val_loss``). The test split is never used for any choice.
+
+    Args:
+        model: the network (already on the data's device).
+        data: train / validation / test loaders.
+        rule: ``"bp"`` or ``"pc"``.
+        epochs: passes over the training split.
+        optimizer: factory from parameters to an optimizer (default Adam with ``lr``).
+        lr: α, the weight learning rate of the default optimizer.
+        loss: output loss, shared by both rules.
+        pc: PC inference settings (ignored for BP).
+        classify: report accuracy and select on it.
+        evaluator: custom evaluation ``(model, loader) -> {"loss": …, …}`` (e.g. test-time inference of codes).
+        max_batches: stop each epoch after this many batches (quick runs).
+        progress: show tqdm bars.
+
+    Returns:
+        the :class:`History`.
+    """
+    if rule not in RULES:
+        raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
+    check_input_shape(model, data.train.x, data.name)
+    opt = optimizer(list(model.parameters())) if optimizer else torch.optim.Adam(model.parameters(), lr=lr)
+    evaluator = evaluator or (lambda m, loader: evaluate(m, loader, loss, classify))
+    loss_fn = get_loss(loss)
+    history = History(rule, selection="val_accuracy" if classify else "val_loss")
+    best_state, best_score = None, None
+    model.train()
+    for epoch in tqdm(range(epochs), desc=f"{rule.upper()} epochs", disable=not progress):
+        start, total, correct, energy, n = time.perf_counter(), 0.0, 0, 0.0, 0
+        batches = tqdm(data.train, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
+        for b, (x, y) in enumerate(batches):
+            if max_batches is not None and b >= max_batches:
+                break
+            output, energies = train_step(model, opt, x, y, rule, loss, pc)
+            total += float(loss_fn(output, y).sum())
+            correct += int(accuracy(output, y)) if classify else 0
+            energy += float(energies[-1]) * len(x) if energies is not None else 0.0
+            n += len(x)
+        record = {"epoch": epoch + 1, "seconds": time.perf_counter() - start, "train_loss": total / n}
+        if classify:
+            record["train_accuracy"] = correct / n
+        if rule == "pc":
+            record["energy"] = energy / n
+        for split in ("val", "test"):
+            record.update({f"{split}_{k}": v for k, v in evaluator(model, getattr(data, split)).items()})
+        history.epochs.append(record)
+        score = record[history.selection] * (1 if classify else -1)
+        if best_score is None or score > best_score:
+            best_score, best_state, history.best_epoch = score, copy.deepcopy(model.state_dict()), epoch
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history
