@@ -48,6 +48,41 @@ def cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 LOSSES: dict[str, Loss] = {"mse": squared_error, "ce": cross_entropy}
 
 
+def dense_target(loss: Loss, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The target in the form ``loss`` compares directly (one-hot for the squared error on class labels).
+
+    Inference evaluates the output term T + 1 times per batch; converting labels once saves the repeats.
+    """
+    if loss is squared_error and target.dtype in (torch.int64, torch.int32) and output.dim() == 2:
+        return F.one_hot(target, output.shape[1]).to(output.dtype)
+    return target
+
+
+def output_error(loss: Loss, output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The output term Σ_b L_b and the output error ε_out = −∂(Σ_b L_b)/∂ŷ.
+
+    For the squared error ε_out = y − ŷ: the error of an output node clamped to y, so the output behaves like any
+    other value node. For cross-entropy on logits ε_out = onehot(y) − softmax(ŷ). Other losses get ε_out from
+    autograd.
+
+    Returns:
+        (Σ_b L_b, ε_out), both detached.
+    """
+    output = output.detach()
+    if loss is squared_error and target.shape == output.shape:
+        err = target - output
+        return 0.5 * err.pow(2).sum(), err
+    if loss is cross_entropy and output.dim() == 2 and target.dim() == 1:
+        logp = torch.log_softmax(output, 1)
+        onehot = F.one_hot(target, output.shape[1]).to(output.dtype)
+        return -(onehot * logp).sum(), onehot - logp.exp()
+    output.requires_grad_(True)
+    with torch.enable_grad():
+        term = loss(output, target).sum()
+        (g,) = torch.autograd.grad(term, output)
+    return term.detach(), -g
+
+
 def get_loss(loss: str | Loss) -> Loss:
     """A per-sample loss from its name (``"mse"`` or ``"ce"``) or a callable returning shape (B,)."""
     if callable(loss):

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .energy import Loss, get_loss, prediction_energy
-from .layers import PCLayer, neurons, pc_mode, predictions, weights
+from .energy import Loss, dense_target, get_loss, output_error
+from .layers import PCLayer, neurons, pc_layers, pc_mode, predictions, weights
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,14 @@ def _split_stem(model: nn.Module) -> tuple[nn.Module | None, nn.Module]:
     return None, model
 
 
-def _check_finite(energies: list[torch.Tensor], config: PCConfig) -> None:
-    trace = torch.stack(energies)
+def _energy_trace(records, batch: int) -> torch.Tensor:
+    """Mean per-sample F = (½ Σ ‖ε‖² + βΣL)/B at each evaluated state, from the per-step (norms, output term)."""
+    norms = torch.stack([torch.stack(n) for n, _ in records])
+    terms = torch.stack([term for _, term in records])
+    return (0.5 * norms.pow(2).sum(1) + terms) / batch
+
+
+def _check_finite(trace: torch.Tensor, config: PCConfig) -> None:
     bad = ~torch.isfinite(trace)
     if bad.any():
         step = int(bad.nonzero()[0, 0])
@@ -106,18 +112,18 @@ def _neurons_or_raise(model: nn.Module) -> list[nn.Parameter]:
     return phi
 
 
-def _velocity(phi: list[torch.Tensor], config: PCConfig) -> list[torch.Tensor | None]:
-    return [torch.zeros_like(p) for p in phi] if config.momentum else [None] * len(phi)
+def _velocity(phi: list[torch.Tensor], config: PCConfig) -> list[torch.Tensor] | None:
+    return [torch.zeros_like(p) for p in phi] if config.momentum else None
 
 
-def _sgd_(params: list[torch.Tensor], grads, velocity: list[torch.Tensor], config: PCConfig) -> None:
-    """In-place SGD with momentum on the neurons: v ← m v + g, φ ← φ − γ v."""
+def _sgd_(params: list[torch.Tensor], grads: list[torch.Tensor], velocity, config: PCConfig) -> None:
+    """In-place SGD with momentum on the neurons: v ← m v + g, φ ← φ − γ v (fused over all neurons)."""
     with torch.no_grad():
-        for x, g, v in zip(params, grads, velocity):
-            if config.momentum:
-                v.mul_(config.momentum).add_(g)
-                g = v
-            x.sub_(config.inference_lr * g)
+        if config.momentum:
+            torch._foreach_mul_(velocity, config.momentum)
+            torch._foreach_add_(velocity, grads)
+            grads = velocity
+        torch._foreach_add_(params, grads, alpha=-config.inference_lr)
 
 
 def infer(
@@ -160,47 +166,85 @@ def infer(
     return run(model, x, target, loss_fn, config, params)
 
 
+def _output_error(loss_fn: Loss, output: torch.Tensor, target: torch.Tensor, beta: float):
+    """βΣ_b L_b and the output error ε_out = −β ∂(Σ_b L_b)/∂ŷ."""
+    term, err = output_error(loss_fn, output, target)
+    return (term, err) if beta == 1.0 else (beta * term, beta * err)
+
+
+def _send_errors(nodes, errors, inputs, scale=1.0, retain_graph=False):
+    """Σ_j (∂μ_j/∂z)ᵀ ε_j for every input z: the errors sent back through the recorded pass (times ``scale``).
+
+    With F = ½ Σ_j ‖φ_j − μ_j‖² + βL(ŷ) and the output error ε_out = −β ∂L/∂ŷ, the output is one more node
+    (μ = ŷ, ε = ε_out), and ∂F/∂z = −Σ_j (∂μ_j/∂z)ᵀ ε_j for any weight z; a neuron adds its own error ε_i. So one
+    vector-Jacobian product gives every gradient, with no autograd graph for the squared errors themselves.
+    """
+    pairs = [(mu, e if scale == 1.0 else e * scale) for mu, e in zip(nodes, errors) if mu.requires_grad]
+    if not pairs:
+        return [None] * len(inputs)
+    outputs, grad_outputs = zip(*pairs)
+    return torch.autograd.grad(outputs, inputs, grad_outputs, retain_graph=retain_graph, allow_unused=True)
+
+
+def _accumulate(params, grads) -> None:
+    """Accumulate into ``.grad``, as ``backward()`` does."""
+    for p, g in zip(params, grads):
+        if g is not None:
+            p.grad = g if p.grad is None else p.grad + g
+
+
+def _neuron_grads(eps, back, frozen_output=None):
+    """∂F/∂φ_i = ε_i − Σ_children J_jiᵀ ε_j, from the node's error and the errors sent back by its children."""
+    grads = [e if b is None else e - b for e, b in zip(eps, back)]
+    if frozen_output is not None:
+        grads = [g if d is None else g - d for g, d in zip(grads, frozen_output)]
+    return grads
+
+
 def _infer_standard(model, x, target, loss_fn, config, params) -> InferenceResult:
-    beta = config.output_precision
+    beta, batch = config.output_precision, x.shape[0]
     stem, body = _split_stem(model)
     with torch.set_grad_enabled(bool(params)):
         h = stem(x) if stem is not None else x
     h_const = h.detach()
 
-    energies = []
+    layers, energies = pc_layers(model), []
     for t in range(config.T + 1):
         final = t == config.T
         # The last evaluation needs a graph only if it is to give weight gradients.
-        with pc_mode(model, initialise=t == 0), torch.set_grad_enabled(not final or bool(params)):
+        with pc_mode(layers, initialise=t == 0), torch.set_grad_enabled(not final or bool(params)):
             output = body(h if final else h_const)
         if t == 0:
-            phi = _neurons_or_raise(model)
+            phi = _neurons_or_raise(layers)
             prediction = output.detach()
             velocity = _velocity(phi, config)
-        total = (prediction_energy(model) + beta * loss_fn(output, target)).sum()
-        energies.append(total.detach() / x.shape[0])
+            target = dense_target(loss_fn, output, target)
+        nodes = predictions(layers) + [output]
+        out_term, eps_out = _output_error(loss_fn, output, target, beta)
+        with torch.no_grad():
+            eps = [*torch._foreach_sub(phi, nodes[:-1]), eps_out]
+        energies.append((torch._foreach_norm(eps[:-1]), out_term))
         if not final:
-            grads = torch.autograd.grad(total, phi)
-            _sgd_(phi, grads, velocity, config)
+            _sgd_(phi, _neuron_grads(eps, _send_errors(nodes, eps, phi)), velocity, config)
 
+    energies = _energy_trace(energies, batch)
     _check_finite(energies, config)
     if params:
-        (total / (x.shape[0] * beta)).backward(inputs=params)
-    return InferenceResult(torch.stack(energies), prediction)
+        _accumulate(params, _send_errors(nodes, eps, params, scale=-1.0 / (batch * beta)))
+    return InferenceResult(energies, prediction)
 
 
 def _infer_fixed_prediction(model, x, target, loss_fn, config, params) -> InferenceResult:
-    beta = config.output_precision
-    with pc_mode(model, initialise=True):
+    beta, batch = config.output_precision, x.shape[0]
+    with pc_mode(model, initialise=True) as layers:
         output = model(x)
-    phi = _neurons_or_raise(model)
-    mus = predictions(model)
-    # Only predictions that depend on something differentiable carry a Jacobian or a weight gradient.
-    linked = [i for i, mu in enumerate(mus) if mu.requires_grad]
-    out_term = beta * loss_fn(output, target).sum()
-    # The output term's gradient, frozen at the feed-forward pass like every prediction.
-    dL_dphi = torch.autograd.grad(out_term, phi, retain_graph=True, allow_unused=True)
+    phi = _neurons_or_raise(layers)
+    mus = predictions(layers)
     mu_bar = [mu.detach() for mu in mus]
+    # The output error, and what it sends back, are frozen at the feed-forward pass like every prediction.
+    target = dense_target(loss_fn, output, target)
+    out_term, eps_out = _output_error(loss_fn, output, target, beta)
+    frozen_output = _send_errors([output], [eps_out], phi, retain_graph=True)
     # With μ̄ frozen, updating φ is updating ε = φ − μ̄. The recorded graph keeps the feed-forward φ (the frozen
     # Jacobians need it), so the errors evolve in their own tensors and are written into φ only at the end.
     eps = [x_i.detach() - mu for x_i, mu in zip(phi, mu_bar)]
@@ -208,33 +252,20 @@ def _infer_fixed_prediction(model, x, target, loss_fn, config, params) -> Infere
 
     energies = []
     for t in range(config.T + 1):
-        energies.append((sum(0.5 * e.pow(2).sum() for e in eps) + out_term.detach()) / x.shape[0])
+        energies.append((torch._foreach_norm(eps), out_term))
         if t == config.T:
             break
-        # Σ_children J_jiᵀ ε_j through the recorded feed-forward graph (Jacobians frozen there).
-        back = (
-            torch.autograd.grad(
-                [mus[i] for i in linked], phi, [eps[i] for i in linked], retain_graph=True, allow_unused=True
-            )
-            if linked
-            else [None] * len(phi)
-        )
-        grads = [
-            e - (b if b is not None else 0) + (d if d is not None else 0) for e, b, d in zip(eps, back, dL_dphi)
-        ]
-        _sgd_(eps, grads, velocity, config)
+        back = _send_errors(mus, eps, phi, retain_graph=True)
+        _sgd_(eps, _neuron_grads(eps, back, frozen_output), velocity, config)
 
+    energies = _energy_trace(energies, batch)
     _check_finite(energies, config)
     if params:
-        # ∂F/∂Θ with frozen predictions: −(∂μ̄_i/∂Θ)ᵀ ε_i for each node, plus the output term.
-        scale = 1.0 / (x.shape[0] * beta)
-        outputs = [mus[i] for i in linked] + [out_term]
-        grad_outputs = [-eps[i] * scale for i in linked] + [torch.full_like(out_term, scale)]
-        torch.autograd.backward(outputs, grad_outputs, inputs=params)
+        _accumulate(params, _send_errors(mus + [output], eps + [eps_out], params, scale=-1.0 / (batch * beta)))
     with torch.no_grad():
         for x_i, mu, e in zip(phi, mu_bar, eps):
             x_i.copy_(mu + e)
-    return InferenceResult(torch.stack(energies), output.detach())
+    return InferenceResult(energies, output.detach())
 
 
 def bp_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss: str | Loss = "mse") -> torch.Tensor:

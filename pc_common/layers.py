@@ -14,9 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+
+@dataclass
+class _PassState:
+    active: bool = False
+    initialising: bool = False
+    calls: int = 0
 
 
 class PCLayer(nn.Module):
@@ -36,19 +44,19 @@ class PCLayer(nn.Module):
         self.init_std = init_std
         self.neurons: list[nn.Parameter] = []
         self.mu: list[torch.Tensor] = []
-        self._active = False
-        self._initialising = False
-        self._call = 0
+        # Plain-object state: nn.Module.__setattr__ is slow, and these flip at every inference step.
+        self._state = _PassState()
 
     def extra_repr(self) -> str:
         return f"init_std={self.init_std}" if self.init_std else ""
 
     def forward(self, mu: torch.Tensor) -> torch.Tensor:
-        if not self._active:
+        state = self._state
+        if not state.active:
             return mu
-        i = self._call
-        self._call += 1
-        if self._initialising:
+        i = state.calls
+        state.calls += 1
+        if state.initialising:
             self._init_neuron(i, mu)
         elif i >= len(self.neurons):
             raise RuntimeError(
@@ -95,14 +103,18 @@ def pc_layers(model: nn.Module) -> list[PCLayer]:
     return [m for m in model.modules() if isinstance(m, PCLayer)]
 
 
-def neurons(model: nn.Module) -> list[nn.Parameter]:
-    """All neurons φ of the last inference, layer by layer and call by call."""
-    return [x for layer in pc_layers(model) for x in layer.neurons]
+def _layers(model_or_layers) -> list[PCLayer]:
+    return model_or_layers if isinstance(model_or_layers, list) else pc_layers(model_or_layers)
 
 
-def predictions(model: nn.Module) -> list[torch.Tensor]:
+def neurons(model: nn.Module | list[PCLayer]) -> list[nn.Parameter]:
+    """All neurons φ of the last inference, layer by layer and call by call (of a model or a list of layers)."""
+    return [x for layer in _layers(model) for x in layer.neurons]
+
+
+def predictions(model: nn.Module | list[PCLayer]) -> list[torch.Tensor]:
     """The predictions μ of the last pass, aligned with :func:`neurons`."""
-    return [mu for layer in pc_layers(model) for mu in layer.mu]
+    return [mu for layer in _layers(model) for mu in layer.mu]
 
 
 def weights(model: nn.Module) -> list[nn.Parameter]:
@@ -111,28 +123,29 @@ def weights(model: nn.Module) -> list[nn.Parameter]:
 
 
 @contextmanager
-def pc_mode(model: nn.Module, initialise: bool = False) -> Iterator[list[PCLayer]]:
+def pc_mode(model: nn.Module | list[PCLayer], initialise: bool = False) -> Iterator[list[PCLayer]]:
     """Turn the value nodes on for one forward pass.
 
     Args:
-        model: a network containing :class:`PCLayer` modules.
+        model: a network containing :class:`PCLayer` modules (or the list of its PC layers, to skip the search).
         initialise: if True, the pass is the feed-forward sweep that sets φ = μ for every call.
 
     Yields:
         the model's PC layers.
     """
-    layers = pc_layers(model)
+    layers = _layers(model)
     for layer in layers:
-        layer._active, layer._initialising, layer._call = True, initialise, 0
+        state = layer._state
+        state.active, state.initialising, state.calls = True, initialise, 0
     try:
         yield layers
     finally:
         for layer in layers:
             if initialise:
                 # A shorter graph than last batch (e.g. a shorter sequence) leaves no stale neurons behind.
-                del layer.neurons[layer._call :]
-                del layer.mu[layer._call :]
-            layer._active = layer._initialising = False
+                del layer.neurons[layer._state.calls :]
+                del layer.mu[layer._state.calls :]
+            layer._state.active = False
 
 
 def release(model: nn.Module) -> None:
