@@ -118,7 +118,7 @@ def energy(
 def layer_energies(model: nn.Module) -> dict[str, float]:
     """Mean per-sample energy ½ Σ_calls ‖ε‖² of each value node, keyed by module name."""
     return {
-        name: float(m.energy().mean())
+        name: float(m.energy().detach().mean())
         for name, m in model.named_modules()
         if isinstance(m, PCLayer) and m.neurons
     }

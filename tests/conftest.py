@@ -1,0 +1,42 @@
+"""Shared fixtures: small PC-ready networks and a batch of real digits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import pc_common as pc
+
+
+def make_mlp(sizes=(784, 128, 128, 128, 10), activation=nn.Tanh, dtype=torch.float64, seed=0) -> nn.Sequential:
+    """Flatten → [Linear → activation → PCLayer] per hidden layer → Linear: one definition for BP and PC."""
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = [nn.Flatten()]
+    for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
+        layers += [nn.Linear(n_in, n_out), activation(), pc.PCLayer()]
+    layers.append(nn.Linear(sizes[-2], sizes[-1]))
+    return nn.Sequential(*layers).to(dtype)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The embedded mnist-5k splits on CPU (no network)."""
+    return pc.load_dataset("mnist-5k", batch_size=128, device="cpu")
+
+
+@pytest.fixture
+def batch(digits):
+    """128 real training digits (float64) and their labels."""
+    x, y = next(iter(pc.TensorLoader(digits.train.x, digits.train.y, 128)))
+    return x.double(), y
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """‖a − b‖ / ‖b‖."""
+    return float((a - b).norm() / b.norm())
+
+
+def grads(model: nn.Module) -> list[torch.Tensor]:
+    """Clones of every weight gradient (zeros where none)."""
+    return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]

@@ -1,0 +1,222 @@
+"""Tests of pc_common.inference: T neuron updates, then one weight gradient at the relaxed state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import grads, make_mlp, relative_error
+from torch import nn
+
+import pc_common as pc
+
+
+def manual_energy(model: nn.Sequential, x, y, phis, loss=pc.squared_error):
+    """Oracle: F summed over the batch, written out by hand for a Sequential with value nodes.
+
+    Walks the modules; at each PCLayer it records μ and substitutes the given neuron φ.
+    F = ½ Σ_ℓ ‖φ_ℓ − μ_ℓ‖² + Σ_b L(ŷ_b, y_b).
+    """
+    h, k, F = x, 0, 0.0
+    for m in model:
+        if isinstance(m, pc.PCLayer):
+            F = F + 0.5 * (phis[k] - h).pow(2).sum()
+            h, k = phis[k], k + 1
+        else:
+            h = m(h)
+    return F + loss(h, y).sum()
+
+
+def test_fixed_prediction_equals_backprop(batch):
+    """Fixed-prediction PC at γ = 1, T = depth gives exactly the BP gradient (Millidge et al. 2020, Rosenbaum 2022).
+
+    This is the theorem the tutorial rests on; float64 leaves only round-off.
+    """
+    x, y = batch
+    for loss in ("mse", "ce"):
+        model = make_mlp(sizes=(784, 64, 48, 32, 24, 10))  # four hidden layers
+        pc.bp_gradients(model, x, y, loss)
+        bp = grads(model)
+        model.zero_grad()
+        pc.infer(model, x, y, loss, pc.PCConfig(T=4, inference_lr=1.0, fixed_prediction=True))
+        for g_pc, g_bp in zip(grads(model), bp):
+            assert relative_error(g_pc, g_bp) <= 1e-10
+
+
+def test_fixed_prediction_is_exact_layer_by_layer(batch):
+    """After T steps at γ = 1 the errors are exact up to distance T from the output: the last T + 1 weight layers.
+
+    The output layer's gradient needs no step; each step carries the exact error one node further back.
+    """
+    x, y = batch
+    model = make_mlp()
+    pc.bp_gradients(model, x, y)
+    bp = grads(model)
+    linears = [i for i, m in enumerate(model) if isinstance(m, nn.Linear)]
+    params = list(model.parameters())
+    for T in range(len(linears)):
+        model.zero_grad()
+        pc.infer(model, x, y, "mse", pc.PCConfig(T=T, inference_lr=1.0, fixed_prediction=True))
+        for layer in range(len(linears)):
+            w = 2 * layer  # weight index of this Linear (weights and biases alternate)
+            exact = relative_error(params[w].grad, bp[w]) <= 1e-10
+            assert exact == (layer >= len(linears) - 1 - T), (T, layer)
+
+
+def test_weight_gradient_is_taken_at_the_state_after_T_updates(batch):
+    """∂F/∂Θ comes from the final relaxed state only, not a sum over inference steps.
+
+    Oracle: autograd on a hand-written F at a detached copy of the neurons after T updates. The sum over steps (the
+    original tutorial's defect) is computed too, to show that the test tells the two apart.
+    """
+    x, y = batch
+    model = make_mlp()
+    T, B = 6, x.shape[0]
+    cfg = pc.PCConfig(T=T, inference_lr=0.1)
+    model.zero_grad()
+    pc.infer(model, x, y, "mse", cfg)
+    got = grads(model)
+    final = [p.detach().clone() for p in pc.neurons(model)]
+
+    def oracle(phis):
+        model.zero_grad()
+        (manual_energy(model, x, y, phis) / B).backward()
+        return grads(model)
+
+    expected = oracle(final)
+    for g, e in zip(got, expected):
+        assert relative_error(g, e) <= 1e-12
+
+    summed = None
+    for t in range(T + 1):
+        model.zero_grad()
+        pc.infer(model, x, y, "mse", pc.PCConfig(T=t, inference_lr=0.1))
+        step = grads(model)
+        summed = step if summed is None else [s + g for s, g in zip(summed, step)]
+    assert all(relative_error(s, e) > 0.5 for s, e in zip(summed, expected))
+
+
+def test_neuron_update_is_gradient_descent_on_F(batch):
+    """One inference step is φ ← φ − γ ∂F/∂φ with ∂F/∂φ from autograd on the hand-written energy."""
+    x, y = batch
+    model = make_mlp()
+    gamma = 0.2
+    pc.infer(model, x, y, "mse", pc.PCConfig(T=0), weight_grads=False)
+    phi0 = [p.detach().clone().requires_grad_() for p in pc.neurons(model)]
+    g = torch.autograd.grad(manual_energy(model, x, y, phi0), phi0)
+    pc.infer(model, x, y, "mse", pc.PCConfig(T=1, inference_lr=gamma), weight_grads=False)
+    for p, p0, gi in zip(pc.neurons(model), phi0, g):
+        assert relative_error(p.detach(), p0.detach() - gamma * gi) <= 1e-12
+
+
+def test_momentum_matches_torch_sgd(batch):
+    """Neuron SGD with momentum follows torch.optim.SGD on the same energy (the reference implementation)."""
+    x, y = batch
+    model = make_mlp()
+    cfg = pc.PCConfig(T=3, inference_lr=0.1, momentum=0.7)
+    pc.infer(model, x, y, "mse", pc.PCConfig(T=0), weight_grads=False)
+    ref = [p.detach().clone().requires_grad_() for p in pc.neurons(model)]
+    opt = torch.optim.SGD(ref, lr=cfg.inference_lr, momentum=cfg.momentum)
+    for _ in range(cfg.T):
+        opt.zero_grad()
+        manual_energy(model, x, y, ref).backward()
+        opt.step()
+    pc.infer(model, x, y, "mse", cfg, weight_grads=False)
+    for p, r in zip(pc.neurons(model), ref):
+        assert relative_error(p.detach(), r.detach()) <= 1e-12
+
+
+def test_energy_trace_matches_hand_computed_energy(batch):
+    """The returned trace is the mean per-sample F at the states after 0 … T updates (checked at t = 0 and t = T)."""
+    x, y = batch
+    model = make_mlp()
+    result = pc.infer(model, x, y, "mse", pc.PCConfig(T=5), weight_grads=False)
+    assert result.energies.shape == (6,)
+    with torch.no_grad():
+        expected_T = manual_energy(model, x, y, pc.neurons(model)) / x.shape[0]
+        # At t = 0 every ε is 0 (feed-forward initialisation): F is the BP loss of the forward pass.
+        expected_0 = pc.squared_error(model(x), y).mean()
+    assert float(result.energies[-1]) == pytest.approx(float(expected_T), rel=1e-12)
+    assert float(result.energies[0]) == pytest.approx(float(expected_0), rel=1e-12)
+
+
+@pytest.mark.parametrize("bp_steps", [0, 100])
+def test_energy_decreases_at_default_step_size(digits, bp_steps):
+    """At the default γ the energy falls at every inference step on the 784-128-128-128-10 MLP, fresh or trained.
+
+    The original tutorial's γ = 0.5 with momentum 0.8 made the energy rise; a default must not.
+    """
+    model = make_mlp(dtype=torch.float32)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    train = iter(digits.train)
+    for _ in range(bp_steps):
+        x, y = next(train, None) or next(iter(digits.train))
+        pc.train_step(model, opt, x, y, "bp")
+    x, y = next(iter(digits.val))
+    energies = pc.infer(model, x[:128], y[:128], "mse", pc.PCConfig(), weight_grads=False).energies
+    assert torch.all(energies[1:] <= energies[:-1]), energies
+
+
+def test_any_batch_size_on_one_model(digits):
+    """Batch sizes 128, then 37, then 1 on the same model: neurons are re-created, gradients stay exact."""
+    model = make_mlp()
+    x_all, y_all = digits.train.x.double(), digits.train.y
+    for size in (128, 37, 1, 128):
+        x, y = x_all[:size], y_all[:size]
+        model.zero_grad()
+        pc.bp_gradients(model, x, y)
+        bp = grads(model)
+        model.zero_grad()
+        pc.infer(model, x, y, "mse", pc.PCConfig(T=3, inference_lr=1.0, fixed_prediction=True))
+        assert all(p.shape[0] == size for p in pc.neurons(model))
+        for g_pc, g_bp in zip(grads(model), bp):
+            assert relative_error(g_pc, g_bp) <= 1e-10
+        model.zero_grad()
+        pc.infer(model, x, y, "mse", pc.PCConfig(T=3))  # standard mode at this size too
+
+
+def test_inference_only_and_eval_leave_weight_grads_untouched(batch, digits):
+    """Test-time passes must not leave gradients that the next update would apply (the original's leak)."""
+    x, y = batch
+    model = make_mlp(dtype=torch.float32)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    before = [p.grad.clone() for p in model.parameters()]
+    weights_before = [p.detach().clone() for p in model.parameters()]
+    pc.infer(model, x.float(), y, "mse", pc.PCConfig(T=4), weight_grads=False)
+    model.eval()
+    model(x.float())
+    pc.evaluate(model, digits.test)
+    for p, g, w in zip(model.parameters(), before, weights_before):
+        assert torch.equal(p.grad, g) and torch.equal(p.detach(), w)
+
+
+def test_eval_mode_refuses_inference(batch):
+    """eval() is a plain forward pass: asking for inference there is a mistake worth an error."""
+    x, y = batch
+    model = make_mlp().eval()
+    with pytest.raises(RuntimeError, match="train"):
+        pc.infer(model, x, y)
+
+
+def test_non_finite_energy_raises_and_names_the_step(batch):
+    """A diverging γ gives an error that names the step and suggests a smaller γ, not silent NaN weights."""
+    x, y = batch
+    model = make_mlp()
+    with pytest.raises(FloatingPointError, match=r"step \d+ .*smaller"):
+        pc.infer(model, x, y, "mse", pc.PCConfig(T=200, inference_lr=1e3))
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_config_rejects_nonsense():
+    """Negative T, γ ≤ 0 or momentum ≥ 1 are caught when the config is made."""
+    for bad in (dict(T=-1), dict(inference_lr=0.0), dict(momentum=1.0), dict(output_precision=0.0)):
+        with pytest.raises(ValueError):
+            pc.PCConfig(**bad)
+
+
+def test_model_without_value_nodes_is_an_error(batch):
+    """PC needs at least one value node; a plain network gets a clear message."""
+    x, y = batch
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).double()
+    with pytest.raises(ValueError, match="PCLayer"):
+        pc.infer(model, x, y)
