@@ -1,0 +1,266 @@
+"""The cost of one training step, BP versus PC, counted three ways that must agree.
+
+Every weighted layer ℓ (``nn.Linear``, ``nn.Conv2d``, ``nn.ConvTranspose2d``) costs c_ℓ multiply-accumulates (MACs)
+per sample for each of its three products: the forward pass, the input gradient (the error sent back) and the weight
+gradient. For a batch of B samples, with FLOPs = 2 × MACs (one multiply and one add, the convention of
+``torch.utils.flop_counter``):
+
+    Linear          n → m, applied to r rows per sample:            c = r · n · m
+    Conv2d          C_in → C_out, k_h × k_w, output H_o × W_o:        c = H_o · W_o · C_out · (C_in / g) · k_h · k_w
+    ConvTranspose2d C_in → C_out, k_h × k_w, input  H_i × W_i:        c = H_i · W_i · C_in · (C_out / g) · k_h · k_w
+
+(the transposed convolution scatters a k_h × k_w kernel from every *input* pixel). The step costs are then
+
+    BP  = Σ_ℓ c_ℓ (forward) + Σ_ℓ c_ℓ (weight grad) + Σ_{ℓ ≠ first} c_ℓ (input grad)
+    PC  = Σ_{ℓ ∈ stem} c_ℓ + (T + 1) Σ_{ℓ ∈ body} c_ℓ + T Σ_{ℓ ∈ body} c_ℓ + Σ_ℓ c_ℓ (weight grad) + Σ_{ℓ ∈ R} c_ℓ
+
+as :func:`pc_common.infer` computes it: the stem (layers before the first value node of an ``nn.Sequential``)
+depends on no neuron and runs once per batch; the body runs T + 1 times (the feed-forward sweep, then after each
+of the T updates; the last pass is recorded for the weight gradient); each of the T neuron updates sends errors back
+through the body (input gradients only: no weight gradient during inference); the weight gradient is taken once, at
+the relaxed state. The first layer never needs an input gradient (its input is the data), and in the weight-gradient
+pass only the layers R that are not the first of their segment (the layers between two value nodes) need one: a
+neuron is a leaf, so the error of a segment stops there.
+
+The three counts: :func:`analytic_step_flops` (these formulas), :func:`fvcore_forward` (fvcore's per-module
+forward table, in MACs) and :func:`counted_step_flops` (``FlopCounterMode`` over a real BP or PC step, forward and
+backward). Elementwise work (activations, errors, neuron updates) is not counted by any of them: it is O(width),
+while the products are O(width²).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .energy import Loss, energy, get_loss
+from .inference import PCConfig, _split_stem, bp_gradients, infer
+from .layers import PCLayer, neurons, pc_layers, pc_mode, weights
+
+WEIGHTED = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
+
+
+@dataclass
+class LayerCost:
+    """One call of a weighted layer.
+
+    Attributes:
+        name: module name in the model.
+        kind: ``Linear``, ``Conv2d`` or ``ConvTranspose2d``.
+        macs: c_ℓ, multiply-accumulates per sample of one product (forward = input gradient = weight gradient).
+        segment: number of value-node calls before this layer in the forward pass (0 = before the first).
+        stem: computed once per batch by PC inference (segment 0 of an ``nn.Sequential``).
+        first_in_segment: no weighted layer of the same segment comes before it.
+        input_from_data: its input depends on no weight (the first layer): BP needs no input gradient here.
+    """
+
+    name: str
+    kind: str
+    macs: int
+    segment: int
+    stem: bool
+    first_in_segment: bool
+    input_from_data: bool
+
+
+def layer_macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
+    """c_ℓ, the MACs per sample of one product of a weighted layer, from its input and output shapes.
+
+    Args:
+        module: an ``nn.Linear``, ``nn.Conv2d`` or ``nn.ConvTranspose2d``.
+        inp, out: its input and output for a batch (first dimension = batch).
+    """
+    if isinstance(module, nn.Linear):
+        rows = out[0].numel() // module.out_features
+        return rows * module.in_features * module.out_features
+    k = module.kernel_size[0] * module.kernel_size[1]
+    if isinstance(module, nn.ConvTranspose2d):
+        spatial = inp.shape[-2] * inp.shape[-1]
+        return spatial * module.in_channels * (module.out_channels // module.groups) * k
+    if isinstance(module, nn.Conv2d):
+        spatial = out.shape[-2] * out.shape[-1]
+        return spatial * module.out_channels * (module.in_channels // module.groups) * k
+    raise TypeError(f"no MAC formula for {type(module).__name__}")
+
+
+def layer_costs(model: nn.Module, x: torch.Tensor) -> list[LayerCost]:
+    """Trace one plain forward pass and return the cost c_ℓ and the role of every weighted-layer call.
+
+    Args:
+        model: a chain network with :class:`PCLayer` value nodes (value nodes are the identity here).
+        x: an input batch (one sample is enough).
+    """
+    names = {m: n for n, m in model.named_modules()}
+    stem, _ = _split_stem(model)
+    stem_modules = set(stem.modules()) if stem is not None else set()
+    calls, state = [], {"segment": 0, "seen": set()}
+
+    def hook(module, inputs, output):
+        if isinstance(module, PCLayer):
+            state["segment"] += 1
+            return
+        seg = state["segment"]
+        calls.append(LayerCost(
+            name=names[module], kind=type(module).__name__, macs=layer_macs(module, inputs[0], output),
+            segment=seg, stem=module in stem_modules, first_in_segment=seg not in state["seen"],
+            input_from_data=not inputs[0].requires_grad,
+        ))
+        state["seen"].add(seg)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (*WEIGHTED, PCLayer))]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.enable_grad():
+            model(x[:1])
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return calls
+
+
+def analytic_step_flops(
+    costs: list[LayerCost], batch: int, rule: str = "bp", T: int = 8, weight_grads_every_step: bool = False,
+    stem_once: bool = True,
+) -> dict[str, int]:
+    """FLOPs of one training step from the per-layer formulas (see the module docstring).
+
+    Args:
+        costs: from :func:`layer_costs`.
+        batch: B.
+        rule: ``"bp"`` or ``"pc"``.
+        T: inference steps (PC).
+        weight_grads_every_step: PC variant that also computes ∂F/∂Θ at each of the T neuron updates (what a
+            ``backward()`` on the energy does), for comparison.
+        stem_once: False for the PC variant that recomputes the stem at every step.
+
+    Returns:
+        ``{"forward", "input_grad", "weight_grad", "total"}`` in FLOPs (2 × MACs) for the whole batch.
+    """
+    c = lambda layers: 2 * batch * sum(layer.macs for layer in layers)
+    if rule == "bp":
+        fwd, igrad, wgrad = c(costs), c([lc for lc in costs if not lc.input_from_data]), c(costs)
+    elif rule == "pc":
+        body = [lc for lc in costs if not (stem_once and lc.stem)]
+        stem = [lc for lc in costs if stem_once and lc.stem]
+        # During inference only layers with a neuron upstream send errors back (segment ≥ 1).
+        sends = [lc for lc in costs if lc.segment >= 1]
+        # At the weight-gradient pass neurons are leaves: an error travels back only within its own segment.
+        within = [lc for lc in costs if not lc.first_in_segment and not lc.input_from_data]
+        fwd = c(stem) + (T + 1) * c(body)
+        igrad = T * c(sends) + c(within)
+        wgrad = c(costs) * (T + 1 if weight_grads_every_step else 1)
+        if weight_grads_every_step:
+            # The full backward pass of each update also sends errors within segments (for those weight grads).
+            igrad += T * c([lc for lc in within if lc.segment == 0])
+    else:
+        raise ValueError(f"unknown rule {rule!r}")
+    return {"forward": fwd, "input_grad": igrad, "weight_grad": wgrad, "total": fwd + igrad + wgrad}
+
+
+def fvcore_forward(model: nn.Module, x: torch.Tensor):
+    """fvcore's forward count of a plain pass: (per-module MACs dict, printable table).
+
+    fvcore counts one fused multiply-add as one "flop": its numbers are MACs, half of FLOPs.
+    """
+    from fvcore.nn import FlopCountAnalysis, flop_count_table
+
+    was_training = model.training
+    model.eval()
+    try:
+        analysis = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        return dict(analysis.by_module()), flop_count_table(analysis, max_depth=1)
+    finally:
+        model.train(was_training)
+
+
+def bp_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str | Loss = "mse") -> None:
+    """The gradient part of one BP training step: zero ``.grad``, forward, backward."""
+    model.zero_grad(set_to_none=True)
+    bp_gradients(model, x, y, loss)
+
+
+def pc_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str | Loss = "mse",
+            config: PCConfig = PCConfig()) -> None:
+    """The gradient part of one PC training step: zero ``.grad``, T neuron updates, one weight gradient."""
+    model.zero_grad(set_to_none=True)
+    infer(model, x, y, loss, config)
+
+
+def pc_step_weight_grads_every_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str | Loss = "mse",
+                                    config: PCConfig = PCConfig()) -> None:
+    """A PC step as a plain ``backward()`` on the energy computes it, for cost comparison only.
+
+    Each of the T + 1 evaluations runs the whole network and differentiates F with respect to the neurons *and*
+    the weights; only the last weight gradient is kept (the others are the wasted work that
+    :func:`pc_common.infer` avoids). Plain gradient descent on the neurons (momentum is irrelevant to the cost).
+    """
+    model.zero_grad(set_to_none=True)
+    loss_fn, params = get_loss(loss), weights(model)
+    layers = pc_layers(model)
+    for t in range(config.T + 1):
+        with pc_mode(layers, initialise=t == 0):
+            output = model(x)
+        phi = neurons(layers)
+        total = energy(model, output, y, loss_fn, config.output_precision).sum()
+        if t == config.T:
+            grads = torch.autograd.grad(total, params)
+        else:
+            grads = torch.autograd.grad(total, phi + params)[: len(phi)]
+            with torch.no_grad():
+                torch._foreach_add_(phi, grads, alpha=-config.inference_lr)
+    for p, g in zip(params, grads):
+        p.grad = g / (len(x) * config.output_precision)
+
+
+class _GlobalOnly:
+    """A stand-in for FlopCounterMode's module tracker that installs no hooks."""
+
+    parents = ("Global",)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        return None
+
+
+def counted_step_flops(step: Callable[[], None]) -> dict[str, int]:
+    """FLOPs of one call of ``step`` measured by ``torch.utils.flop_counter.FlopCounterMode``.
+
+    Every matmul and convolution that autograd runs is counted, forward and backward (``convolution_backward``
+    included, split into its input- and weight-gradient parts by output mask).
+
+    Returns:
+        ``{"total": …, <aten op>: …}`` in FLOPs.
+    """
+    counter = FlopCounterMode(display=False)
+    # The per-module tracker hooks the backward of every module output; a value node outputs its neuron, a leaf,
+    # and autograd.grad() refuses such hooks. Only the global total is needed, so attribute everything to it.
+    counter.mod_tracker = _GlobalOnly()
+    with counter:
+        step()
+    by_op = {str(op).split(".")[-1]: int(n) for op, n in counter.get_flop_counts()["Global"].items()}
+    return {"total": int(counter.get_total_flops()), **by_op}
+
+
+def time_step(step: Callable[[], None], repeats: int = 20, warmup: int = 3) -> float:
+    """Median wall-clock seconds of one call of ``step`` (CUDA synchronised)."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
