@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import pc_common as pc
-from pc_common import PCConfig
+from pc_common.inference import PCConfig
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor, dim: int = -1) -> torch.Tensor:
