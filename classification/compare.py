@@ -1,0 +1,183 @@
+"""BP versus PC on the same network, the same splits and the same seeds.
+
+For every seed s the network is built once (``seed_everything(s)``) and copied, so both rules start from identical
+weights; each rule then sees the training batches in the same order. Everything except the learning rule is shared:
+architecture, activation, initialisation, loss, optimizer (Adam), batch size, epochs. The test accuracy is read at
+the epoch with the best *validation* accuracy.
+
+    python classification/compare.py --model mlp --dataset mnist-5k --epochs 10 --seeds 3 --T 8 --json out.json
+
+Adding a model is one entry in :data:`MODELS` (a builder from the dataset's input shape and class count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from classification.models import ACTIVATIONS, cnn, mlp
+from pc_common import (
+    DATASETS,
+    EMBEDDED,
+    DatasetUnavailableError,
+    PCConfig,
+    Splits,
+    fit,
+    load_dataset,
+    pick_device,
+    seed_everything,
+)
+from pc_common.training import RULES
+
+# Builders: (splits, options) -> model. The options are the parsed CLI arguments (activation, sizes, ...).
+ModelBuilder = Callable[[Splits, argparse.Namespace], nn.Module]
+MODELS: dict[str, ModelBuilder] = {
+    "mlp": lambda data, opt: mlp(math.prod(data.input_shape), num_classes=data.num_classes, act=opt.act),
+    "cnn": lambda data, opt: cnn(data.input_shape, num_classes=data.num_classes, act=opt.act),
+}
+# Adam learning rates α chosen on the validation split of mnist-5k (MLP, 10 epochs, batch 128, T = 8; the sweep
+# is recorded in classification/results/sweep_mnist-5k.json).
+LEARNING_RATES = {"bp": 1e-3, "pc": 1e-3}
+
+
+def summarise(values: list[float]) -> dict:
+    """Mean, standard deviation (population, 0 for one seed) and the values themselves."""
+    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "per_seed": values}
+
+
+def compare(
+    build: Callable[[], nn.Module],
+    data: Splits,
+    *,
+    seeds: list[int],
+    epochs: int,
+    lr: dict[str, float],
+    loss: str = "mse",
+    pc: PCConfig | None = None,
+    max_batches: int | None = None,
+    progress: bool = True,
+    hyperparameters: dict | None = None,
+) -> dict:
+    """Train a fresh copy of ``build()`` with each rule for every seed and collect the results.
+
+    Args:
+        build: makes the network (called once per seed, right after ``seed_everything(seed)``).
+        data: the splits, on the device the model should use.
+        seeds: training seeds (initialisation and batch order).
+        epochs: passes over the training split.
+        lr: Adam learning rate α per rule.
+        loss: output loss shared by both rules.
+        pc: PC inference settings (default ``PCConfig()``).
+        max_batches: stop every epoch after this many batches (smoke tests).
+        progress: show progress bars.
+        hyperparameters: extra settings to record in the results.
+
+    Returns:
+        ``{"bp": {...}, "pc": {...}}``, each with ``test_accuracy`` and ``val_accuracy`` (mean, std, per seed, at
+        the best-validation epoch), ``best_epoch``, ``epoch_seconds`` (median training time of an epoch),
+        ``history`` (one per seed) and ``hyperparameters``.
+    """
+    pc = pc or PCConfig()
+    histories: dict[str, list] = {rule: [] for rule in RULES}
+    device = data.train.x.device
+    for seed in tqdm(seeds, desc="seeds", disable=not progress):
+        seed_everything(seed)
+        initial = build().to(device)
+        for rule in RULES:
+            # The same initial weights and the same batch order for both rules.
+            data.train.generator = torch.Generator().manual_seed(seed)
+            model = copy.deepcopy(initial)
+            histories[rule].append(fit(model, data, rule, epochs=epochs, lr=lr[rule], loss=loss, pc=pc,
+                                       max_batches=max_batches, progress=progress))
+    shared = {
+        "dataset": data.name, "device": str(device), "epochs": epochs, "seeds": list(seeds),
+        "batch_size": data.train.batch_size, "loss": loss, "optimizer": "Adam",
+        "parameters": sum(p.numel() for p in initial.parameters()), **(hyperparameters or {}),
+    }
+    results = {}
+    for rule, runs in histories.items():
+        params = {**shared, "lr": lr[rule]}
+        if rule == "pc":
+            params.update(T=pc.T, inference_lr=pc.inference_lr, momentum=pc.momentum,
+                          output_precision=pc.output_precision, fixed_prediction=pc.fixed_prediction)
+        results[rule] = {
+            "test_accuracy": summarise([h.best["test_accuracy"] for h in runs]),
+            "val_accuracy": summarise([h.best["val_accuracy"] for h in runs]),
+            "best_epoch": [h.best_epoch + 1 for h in runs],
+            "epoch_seconds": statistics.median(e["seconds"] for h in runs for e in h.epochs),
+            "history": [h.to_dict() for h in runs],
+            "hyperparameters": params,
+        }
+    return results
+
+
+def table(results: dict) -> str:
+    """A plain-text table: accuracy (mean ± std over seeds, %), best epoch, seconds per epoch, and PC/BP time."""
+    rows = [f"{'rule':<5}{'test accuracy %':>18}{'val accuracy %':>18}{'best epoch':>14}{'s / epoch':>11}"]
+    for rule, r in results.items():
+        test, val = r["test_accuracy"], r["val_accuracy"]
+        rows.append(f"{rule.upper():<5}{100 * test['mean']:>11.2f} ± {100 * test['std']:<4.2f}"
+                    f"{100 * val['mean']:>11.2f} ± {100 * val['std']:<4.2f}"
+                    f"{str(r['best_epoch']):>14}{r['epoch_seconds']:>11.3f}")
+    if {"bp", "pc"} <= results.keys():
+        rows.append(f"PC / BP time per epoch: {results['pc']['epoch_seconds'] / results['bp']['epoch_seconds']:.2f}")
+    return "\n".join(rows)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = PCConfig()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", choices=sorted(MODELS), default="mlp")
+    p.add_argument("--dataset", choices=DATASETS, default=EMBEDDED)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0 … S−1)")
+    p.add_argument("--T", type=int, default=defaults.T, help="PC inference steps")
+    p.add_argument("--inference-lr", type=float, default=defaults.inference_lr, help="γ, the neuron step size")
+    p.add_argument("--momentum", type=float, default=defaults.momentum, help="momentum of the neuron updates")
+    p.add_argument("--lr-bp", type=float, default=LEARNING_RATES["bp"], help="Adam learning rate α for BP")
+    p.add_argument("--lr-pc", type=float, default=LEARNING_RATES["pc"], help="Adam learning rate α for PC")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--loss", choices=("mse", "ce"), default="mse")
+    p.add_argument("--act", choices=sorted(ACTIVATIONS), default="gelu", help="activation (both rules)")
+    p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--max-batches", type=int, default=None, help="batches per epoch (smoke tests)")
+    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    device = pick_device(args.device)
+    try:
+        data = load_dataset(args.dataset, args.batch_size, device=device)
+    except DatasetUnavailableError as err:
+        sys.exit(f"error: {err}")
+    pc = PCConfig(T=args.T, inference_lr=args.inference_lr, momentum=args.momentum)
+    print(f"{args.model} on {args.dataset} ({device}), {args.epochs} epochs, seeds 0…{args.seeds - 1}, "
+          f"T={pc.T}, γ={pc.inference_lr}, momentum={pc.momentum}", file=sys.stderr)
+    results = compare(
+        lambda: MODELS[args.model](data, args), data, seeds=list(range(args.seeds)), epochs=args.epochs,
+        lr={"bp": args.lr_bp, "pc": args.lr_pc}, loss=args.loss, pc=pc, max_batches=args.max_batches,
+        progress=not args.no_progress, hyperparameters={"model": args.model, "activation": args.act},
+    )
+    print(table(results))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1))
+        print(f"results written to {args.json}", file=sys.stderr)
+    return results
+
+
+if __name__ == "__main__":
+    main()
