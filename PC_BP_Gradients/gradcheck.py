@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 import pc_common as pc
-from PC_BP_Gradients.models import mlp, scalar
+from PC_BP_Gradients.models import graphs, mlp, scalar
 from PC_BP_Gradients.models.metrics import pc_vs_bp
 
 
@@ -54,6 +54,20 @@ def _mlp(device):
     return mlp.build_mlp(device=device), *mlp.digit_batch(device=device)
 
 
+def _graph(name: str) -> Callable[[torch.device], tuple[nn.Module, torch.Tensor, torch.Tensor]]:
+    def build(device):
+        prob = graphs.problem(name)
+        return prob.model.to(device), prob.x.to(device), prob.y.to(device)
+
+    return build
+
+
+def _graph_case(name: str) -> Case:
+    """CNN / RNN / LSTM (12 steps) of ``models.graphs``; standard PC weakly clamped (β = 0.01), γ = 0.3, T = 4·depth."""
+    depth = graphs.problem(name).depth
+    return Case(_graph(name), pc.PCConfig(T=4 * depth, inference_lr=0.3, output_precision=0.01), depth, "ce")
+
+
 MODELS: dict[str, Case] = {
     "mlp": Case(
         build=_mlp,
@@ -61,6 +75,7 @@ MODELS: dict[str, Case] = {
         depth=len(mlp.SIZES) - 2,
         loss=mlp.LOSS,
     ),
+    **{name: _graph_case(name) for name in graphs.GRAPHS},
 }
 
 

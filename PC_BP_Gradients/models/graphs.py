@@ -3,10 +3,8 @@
 Millidge, Tschantz & Buckley (2020) show that the local PC rules give the BP gradient on any differentiable graph.
 Here autograd supplies every local Jacobian, so the three architectures are ordinary ``nn`` modules with
 :class:`~pc_common.PCLayer` value nodes, and :func:`gradient_errors` compares the PC weight gradient with autograd's
-
-    relative error  ‖g_PC − g_BP‖ / ‖g_BP‖,        cosine  ⟨g_PC, g_BP⟩ / (‖g_PC‖ ‖g_BP‖),
-
-per parameter tensor and over all weights together. Fixed-prediction PC at γ = 1 is exact (to rounding) once T
+by the relative error and cosine of :mod:`.metrics`, per parameter *tensor* (so the recurrent matrix U and each
+LSTM gate's rows are checked on their own) and over all weights together. Fixed-prediction PC at γ = 1 is exact (to rounding) once T
 reaches the graph's depth, the longest chain of value nodes to the output; :class:`Problem` records it.
 """
 
@@ -19,6 +17,8 @@ from torch import nn
 
 import pc_common
 from pc_common.recurrent import LSTM, LastStep, TanhRNN
+
+from .metrics import cosine, relative_error
 
 GRAPHS = ("cnn", "rnn", "lstm")
 
@@ -112,10 +112,10 @@ def gradient_errors(prob: Problem, config: pc_common.PCConfig) -> dict[str, floa
     pc_common.infer(model, prob.x, prob.y, prob.loss, config)
     pc = _grads(model)
     model.zero_grad(set_to_none=True)
-    errors = {n: float((pc[n] - bp[n]).norm() / bp[n].norm()) for n in bp}
+    errors = {n: relative_error(pc[n], bp[n]) for n in bp}
     g_bp, g_pc = torch.cat([g.flatten() for g in bp.values()]), torch.cat([g.flatten() for g in pc.values()])
-    errors["all"] = float((g_pc - g_bp).norm() / g_bp.norm())
-    errors["cosine"] = float(torch.nn.functional.cosine_similarity(g_pc, g_bp, dim=0))
+    errors["all"] = relative_error(g_pc, g_bp)
+    errors["cosine"] = float(cosine(g_pc, g_bp, 0))
     return errors
 
 
