@@ -121,7 +121,7 @@ def _bp_chain(ax, xs, top_labels, first_is_data, target_label, output_label, del
 
 def _pc_chain(ax, xs, phi_labels, eps_labels, mu_labels, first_is_data, clamp_label, first_label):
     """PC: value nodes φ (top) and their error units ε (below); μ_ℓ goes from φ_{ℓ−1} into ε_ℓ, which sends its
-    error back to φ_{ℓ−1} and to its own φ_ℓ: every signal is local."""
+    error back to φ_{ℓ−1} (unless that is clamped data) and to its own φ_ℓ: every signal is local."""
     first = _square(ax, (xs[0], TOP), first_label) if first_is_data else _circle(
         ax, (xs[0], TOP), R_NODE, NODE, first_label, edge=PRED)
     phis = [first] + [_circle(ax, (x, TOP), R_NODE, NODE, lab, edge=PRED) for x, lab in zip(xs[1:-1], phi_labels)]
@@ -129,7 +129,8 @@ def _pc_chain(ax, xs, phi_labels, eps_labels, mu_labels, first_is_data, clamp_la
     epss = [_circle(ax, (x, BOTTOM), R_ERR, ERR_FILL, lab, edge=ERR, size=13) for x, lab in zip(xs[1:], eps_labels)]
     for prev, eps, mu in zip(phis, epss, mu_labels):
         _arrow(ax, prev, eps, PRED, rad=-0.12, label=mu, label_at=0.42, offset=(0.22, 0.12))
-        _arrow(ax, eps, prev, ERR, dashed=True, rad=-0.12)
+        if isinstance(prev, Circle):  # clamped data is never updated: no error goes back to it
+            _arrow(ax, eps, prev, ERR, dashed=True, rad=-0.12)
     for phi, eps in zip(phis[1:] + [out], epss):
         _link(ax, phi, eps)
     return phis, epss
@@ -168,14 +169,15 @@ def draw_architectures(path: Path) -> None:
         ax.text((x0 + x1) / 2, 3.22, name, ha="center", va="bottom", fontsize=11, color="#555555")
 
     ax = axes[1, 1]
-    xs_dec = [2.6, 4.7, 6.8, 8.9]
+    xs_dec = [0.5, 2.6, 4.7, 6.8]
     _panel(ax, "Compression / generation: PC generative decoder",
-           "decoder only; image clamped at the output, latent code $\\varphi_z$ inferred")
-    _pc_chain(ax, xs_dec, [r"$\varphi_h$", r"$\varphi_{h'}$"],
-              [r"$\varepsilon_h$", r"$\varepsilon_{h'}$", r"$\varepsilon_x$"],
-              [r"$\mu_h$", r"$\mu_{h'}$", r"$\hat x$"], False, r"$x$", r"$\varphi_z$")
-    ax.text(0.2, 2.25, "no encoder:\nthe code of an\nimage is found\nby inference", fontsize=11, color="#333333",
-            va="center")
+           "decoder only; image clamped at the output, latent code $\\varphi_z$ inferred (prior mean 0)")
+    _pc_chain(ax, xs_dec, [r"$\varphi_z$", r"$\varphi_h$"],
+              [r"$\varepsilon_z$", r"$\varepsilon_h$", r"$\varepsilon_x$"],
+              [r"$\mu_z$", r"$\mu_h$", r"$\hat x$"], True, r"$x$", r"$0$")
+    ax.text(0.5, 2.0, "prior", ha="center", va="top", fontsize=10, color="#555555")
+    ax.text(7.8, 2.25, "no encoder:\nthe code of an\nimage is found\nby inference", fontsize=11,
+            color="#333333", va="center")
     ax.text(5.0, -0.1, r"top-down predictions $\mu$ generate the image; errors flow back to the code $\varphi_z$",
             ha="center", va="center", fontsize=11, color=ERR)
 
