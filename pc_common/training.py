@@ -75,8 +75,13 @@ def check_input_shape(model: nn.Module, x: torch.Tensor, dataset: str = "the dat
 
 
 def accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Number of correct argmax predictions in a batch (class-index targets)."""
-    return (output.argmax(1) == target).sum()
+    """Number of correct argmax predictions in a batch (class-index targets).
+
+    With a target per step, logits (B, C, L) and targets (B, L) (next-token prediction), each sample counts the
+    fraction of its steps predicted right, so the per-sample mean is the per-step accuracy.
+    """
+    correct = output.argmax(1) == target
+    return correct.sum() if correct.dim() == 1 else correct.flatten(1).float().mean(1).sum()
 
 
 @torch.no_grad()
@@ -93,7 +98,7 @@ def evaluate(model: nn.Module, loader: TensorLoader, loss: str | Loss = "mse", c
         out = model(x)
         total += float(loss_fn(out, y).sum())
         if classify:
-            correct += int(accuracy(out, y))
+            correct += float(accuracy(out, y))
         n += len(x)
     model.train(was_training)
     return {"loss": total / n, "accuracy": correct / n} if classify else {"loss": total / n}
@@ -179,7 +184,7 @@ def fit(
                 break
             output, energies = train_step(model, opt, x, y, rule, loss, pc)
             total += float(loss_fn(output, y).sum())
-            correct += int(accuracy(output, y)) if classify else 0
+            correct += float(accuracy(output, y)) if classify else 0
             energy += float(energies[-1]) * len(x) if energies is not None else 0.0
             n += len(x)
         record = {"epoch": epoch + 1, "seconds": time.perf_counter() - start, "train_loss": total / n}
