@@ -264,3 +264,56 @@ def time_step(step: Callable[[], None], repeats: int = 20, warmup: int = 3) -> f
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def three_way(model: nn.Module, x: torch.Tensor, y: torch.Tensor, T: int = 8, loss: str | Loss = "mse") -> dict:
+    """The three counts side by side for one batch, in FLOPs: forward, BP step, PC step.
+
+    Returns:
+        ``{"forward": {"analytic", "fvcore", "counter"}, "bp": {"analytic", "counter"}, "pc": {…}}``; fvcore's
+        MACs are doubled to FLOPs.
+    """
+    costs, batch = layer_costs(model, x), len(x)
+    by_module, _ = fvcore_forward(model, x)
+
+    def forward():
+        with torch.no_grad():
+            model(x)
+
+    config = PCConfig(T=T)
+    return {
+        "forward": {"analytic": analytic_step_flops(costs, batch, "bp")["forward"], "fvcore": 2 * by_module[""],
+                    "counter": counted_step_flops(forward)["total"]},
+        "bp": {"analytic": analytic_step_flops(costs, batch, "bp")["total"],
+               "counter": counted_step_flops(lambda: bp_step(model, x, y, loss))["total"]},
+        "pc": {"analytic": analytic_step_flops(costs, batch, "pc", T=T)["total"],
+               "counter": counted_step_flops(lambda: pc_step(model, x, y, loss, config))["total"]},
+    }
+
+
+def ratios_vs_T(model: nn.Module, x: torch.Tensor, y: torch.Tensor, Ts, loss: str | Loss = "mse",
+                repeats: int = 5, config: PCConfig = PCConfig()) -> dict[str, list[float]]:
+    """PC/BP cost ratios of one training step against T: FLOPs (analytic) and measured wall time.
+
+    Two PC variants: ``pc`` (:func:`pc_common.infer`: stem once, weight gradient once) and ``every_step`` (a
+    ``backward()`` on F at each of the T + 1 evaluations: whole network, weight gradients every step).
+
+    Returns:
+        ``{"T", "flop_pc", "flop_every_step", "time_pc", "time_every_step", "bp_seconds"}``, one value per T.
+    """
+    costs, batch = layer_costs(model, x), len(x)
+    bp_flops = analytic_step_flops(costs, batch, "bp")["total"]
+    bp_seconds = time_step(lambda: bp_step(model, x, y, loss), repeats, warmup=1)
+    out: dict[str, list[float]] = {"T": list(Ts), "flop_pc": [], "flop_every_step": [], "time_pc": [],
+                                   "time_every_step": [], "bp_seconds": [bp_seconds] * len(Ts)}
+    for T in Ts:
+        cfg = PCConfig(T=T, inference_lr=config.inference_lr, momentum=config.momentum)
+        out["flop_pc"].append(analytic_step_flops(costs, batch, "pc", T=T)["total"] / bp_flops)
+        out["flop_every_step"].append(
+            analytic_step_flops(costs, batch, "pc", T=T, weight_grads_every_step=True, stem_once=False)["total"]
+            / bp_flops)
+        out["time_pc"].append(time_step(lambda c=cfg: pc_step(model, x, y, loss, c), repeats, warmup=1) / bp_seconds)
+        out["time_every_step"].append(
+            time_step(lambda c=cfg: pc_step_weight_grads_every_step(model, x, y, loss, c), repeats, warmup=1)
+            / bp_seconds)
+    return out
