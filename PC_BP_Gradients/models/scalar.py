@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from torch import nn
 
@@ -88,3 +90,64 @@ def trajectory(gamma: float, T: int, **kwargs) -> list[float]:
 def sweep(gammas: Sequence[float] = GAMMAS, T: int = 50, **kwargs) -> dict[float, list[float]]:
     """:func:`trajectory` for each step size γ."""
     return {gamma: trajectory(gamma, T, **kwargs) for gamma in gammas}
+
+
+def relative_errors(traj: Sequence[float], true: float) -> np.ndarray:
+    """|(−ε_x(t)) − dL/dx| / |dL/dx| for t = 0 … len(traj) − 1."""
+    return np.abs(np.asarray(traj) - true) / abs(true)
+
+
+def steps_to_tolerance(traj: Sequence[float], true: float, tol: float = 1e-10) -> int | None:
+    """The first t from which the relative error stays below ``tol`` to the end of ``traj`` (None if never)."""
+    below = relative_errors(traj, true) < tol
+    if not below[-1]:
+        return None
+    above = np.flatnonzero(~below)
+    return int(above[-1]) + 1 if above.size else 0
+
+
+def plot_trajectories(trajs: dict[str, Sequence[float]], true: float, floor: float = 1e-17):
+    """The PC estimate −ε_x against the inference step (linear axis), and its relative error (log axis).
+
+    Exact zeros are drawn at ``floor`` so that the log axis shows them.
+    """
+    fig, (ax_lin, ax_log) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for label, traj in trajs.items():
+        t = np.arange(len(traj))
+        ax_lin.plot(t, traj, marker="o", ms=3, label=label)
+        ax_log.semilogy(t, np.maximum(relative_errors(traj, true), floor), marker="o", ms=3, label=label)
+    ax_lin.axhline(true, color="black", ls="--", lw=1, label=f"autograd dL/dx = {true:.4f}")
+    ax_lin.set_ylabel("PC estimate −ε_x of dL/dx")
+    ax_log.set_ylabel("|−ε_x − dL/dx| / |dL/dx|")
+    ax_lin.set_title("Gradient estimate (linear axis)")
+    ax_log.set_title("Divergence from the true gradient (log axis)")
+    for ax in (ax_lin, ax_log):
+        ax.set_xlabel("inference step t")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweep(trajs: dict[float, Sequence[float]], true: float, floor: float = 1e-17):
+    """Relative error of −ε_x against the inference step for each step size γ (log axis).
+
+    Stable step sizes (0 < γ < 2) are solid lines; γ ≥ 2 are dashed and labelled as divergent. A trajectory that
+    stopped early (``pc_common.infer`` raised on a non-finite energy) ends with a cross.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    colors = plt.cm.viridis(np.linspace(0, 0.95, len(trajs)))
+    longest = max(len(traj) for traj in trajs.values())
+    for color, (gamma, traj) in zip(colors, trajs.items()):
+        stable = 0 < gamma < 2
+        rel = np.maximum(relative_errors(traj, true), floor)
+        label = f"γ = {gamma:g}" + ("" if stable else " (divergent)")
+        ax.semilogy(np.arange(len(rel)), rel, color=color, ls="-" if stable else "--", marker=".", ms=3, label=label)
+        if len(traj) < longest:
+            ax.plot(len(rel) - 1, rel[-1], "x", color=color, ms=9)
+    ax.set_xlabel("inference step t")
+    ax.set_ylabel("|−ε_x − dL/dx| / |dL/dx|")
+    ax.set_title("Fixed-prediction PC on f(x) = tan(√(θx)) + sin(x²): step-size sweep")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, ncol=2, loc="lower left")
+    return fig

@@ -1,0 +1,133 @@
+"""PC_BP_Gradients: the models and metrics behind the three gradient notebooks, and the gradcheck CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import pc_common as pc
+from PC_BP_Gradients import gradcheck
+from PC_BP_Gradients.models import metrics, mlp, scalar, toy
+
+
+def test_metrics_against_hand_worked_vectors():
+    """cos and relative error are the two numbers every notebook quotes: check them on vectors worked by hand."""
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0])
+    assert float(metrics.cosine(a, b)) == pytest.approx(1 / math.sqrt(2))
+    assert metrics.relative_error(a, b) == pytest.approx(1 / math.sqrt(2))
+    # A zero vector has no direction: cosine 0, never NaN (the toy grid contains exact minima).
+    assert float(metrics.cosine(torch.zeros(2), b)) == 0.0
+
+
+def test_scalar_true_gradient_matches_the_chain_rule():
+    """The reference the PC estimate is judged against must itself be right: autograd vs the derivative by hand.
+
+    f'(x) = sec²(√(θx)) θ / (2√(θx)) + 2x cos(x²),  dL/dx = −(y − f(x)) f'(x).
+    """
+    x, theta, y = scalar.X, scalar.THETA, scalar.TARGET
+    s = math.sqrt(theta * x)
+    f = math.tan(s) + math.sin(x**2)
+    df = theta / (2 * s * math.cos(s) ** 2) + 2 * x * math.cos(x**2)
+    assert scalar.true_dLdx() == pytest.approx(-(y - f) * df, rel=1e-12)
+
+
+def test_scalar_graph_is_exact_at_gamma_1_after_depth_steps():
+    """At γ = 1 the error recursion is the BP recursion itself: exact after d = 4 steps (the longest path), not before."""
+    true = scalar.true_dLdx()
+    assert scalar.pc_dLdx(gamma=1.0, T=scalar.DEPTH) == pytest.approx(true, rel=1e-12)
+    assert scalar.pc_dLdx(gamma=1.0, T=3 * scalar.DEPTH) == pytest.approx(true, rel=1e-12)
+    # One step short, the longest path x → a → b → c → f has not delivered its share yet.
+    assert abs(scalar.pc_dLdx(gamma=1.0, T=scalar.DEPTH - 1) - true) > 1e-3 * abs(true)
+
+
+def test_scalar_graph_converges_inside_and_diverges_outside_0_gamma_2():
+    """The bound 0 < γ < 2: every eigenvalue of the error recursion is 1 − γ.
+
+    γ = 1.5 (|1 − γ| = 0.5) must converge; γ = 2.5 (|1 − γ| = 1.5) must blow up at least like 1.5^t.
+    """
+    true = scalar.true_dLdx()
+    assert scalar.pc_dLdx(gamma=1.5, T=80) == pytest.approx(true, rel=1e-8)
+    rel = scalar.relative_errors(scalar.trajectory(2.5, 30), true)
+    assert len(rel) == 31  # still finite: infer did not raise
+    assert rel[30] > 1.5**20 * rel[10]
+
+
+def test_scalar_trajectory_stops_where_the_energy_becomes_non_finite():
+    """A divergent step size must end the trajectory cleanly (pc_common.infer raises), not crash the sweep."""
+    traj = scalar.trajectory(1e10, 100)
+    assert 0 < len(traj) < 101
+    assert all(math.isfinite(v) for v in traj)
+
+
+@pytest.fixture(scope="module")
+def mlp_problem():
+    return mlp.build_mlp(device="cpu"), *mlp.digit_batch(device="cpu")
+
+
+def test_fixed_prediction_mlp_equals_autograd_bp(mlp_problem):
+    """Fixed-prediction PC at γ = 1 and T = number of hidden layers returns BP's gradient to round-off (float64).
+
+    The oracle is autograd (pc_common.bp_gradients); each weight layer is compared on its own.
+    """
+    model, x, y = mlp_problem
+    hidden = len(mlp.SIZES) - 2
+    result = metrics.pc_vs_bp(model, x, y, "mse", pc.PCConfig(T=hidden, inference_lr=1.0, fixed_prediction=True))
+    assert all(r["rel_error"] <= 1e-10 for r in result.values()), result
+    # Errors move one layer per step: one step short, the first layer has received nothing yet.
+    short = metrics.pc_vs_bp(model, x, y, "mse", pc.PCConfig(T=hidden - 1, inference_lr=1.0, fixed_prediction=True))
+    assert short["1"]["rel_error"] == pytest.approx(1.0)
+
+
+def test_standard_pc_bias_shrinks_with_output_precision(mlp_problem):
+    """Weak clamping (β → 0) makes standard PC's update approach BP with an O(β) error (Whittington & Bogacz 2017)."""
+    model, x, y = mlp_problem
+    rel = [
+        metrics.pc_vs_bp(model, x, y, "mse", pc.PCConfig(T=100, inference_lr=0.5, output_precision=b))["all"][
+            "rel_error"
+        ]
+        for b in (0.1, 0.01)
+    ]
+    assert rel[1] < 0.2 * rel[0]
+
+
+def test_toy_grid_columns_are_independent_models():
+    """One batch for the whole grid must give, at every grid point, the gradients of that weight pair on its own.
+
+    Oracle: autograd on the scalar model ŷ = θ1 tanh(θ0 tanh x) for BP, and a one-column ToyGrid for PC.
+    """
+    x, y = toy.data(20, device="cpu")
+    theta0, theta1 = torch.tensor([-2.0, 0.5, 1.7]), torch.tensor([2.5, -1.0, 0.3])
+    res = toy.landscape(theta0.double(), theta1.double(), 5.0, x, y, T=10)
+    for i, t1 in enumerate(theta1.tolist()):
+        for j, t0 in enumerate(theta0.tolist()):
+            w = torch.tensor([t0, t1], dtype=torch.float64, requires_grad=True)
+            loss = (0.5 * (y - w[1] * torch.tanh(w[0] * torch.tanh(x))) ** 2).mean()
+            (g,) = torch.autograd.grad(loss, w)
+            np.testing.assert_allclose(res["bp_grad"][:, i, j], g.numpy(), rtol=1e-10, atol=1e-14)
+            single = toy.landscape(torch.tensor([t0]).double(), torch.tensor([t1]).double(), 5.0, x, y, T=10)
+            np.testing.assert_allclose(res["pc_grad"][:, i, j], single["pc_grad"][:, 0, 0], rtol=1e-10, atol=1e-14)
+
+
+def test_toy_agreement_improves_with_output_variance():
+    """Whittington & Bogacz (2017): a larger output variance k (weaker clamping) brings PC closer to BP."""
+    x, y = toy.data(device="cpu")
+    theta0, theta1 = toy.grid(12, device="cpu")
+    stats = toy.cosine_stats({k: toy.landscape(theta0, theta1, k, x, y) for k in toy.VARIANCES})
+    means = [s["mean_cosine"] for s in stats]
+    assert means == sorted(means) and means[-1] > 0.99
+
+
+def test_gradcheck_cli_writes_json(tmp_path, capsys):
+    """The CLI must print its table and write a JSON report whose numbers meet the notebooks' claims."""
+    path = tmp_path / "gradcheck.json"
+    gradcheck.main(["--models", "mlp", "--json", str(path), "--device", "cpu"])
+    assert "mlp" in capsys.readouterr().out
+    report = json.loads(path.read_text())
+    assert report["models"]["mlp"]["fixed_prediction_rel_error"] <= 1e-10
+    assert 0 < report["models"]["mlp"]["standard_pc_cosine"] <= 1
+    assert report["scalar_dLdx_pc"] == pytest.approx(report["scalar_dLdx_true"], rel=1e-12)
+    assert report["scalar_dLdx_true"] == pytest.approx(scalar.true_dLdx())
