@@ -93,6 +93,15 @@ def problem(name: str, seq_len: int = 12, batch: int = 4, seed: int = 0, dtype=t
 
 
 
+def value_node_calls(prob: Problem) -> int:
+    """Number of neurons φ of one feed-forward sweep: every call of every value node (a step, a gate) counts."""
+    with pc_common.pc_mode(prob.model, initialise=True), torch.no_grad():
+        prob.model(prob.x)
+    calls = len(pc_common.neurons(prob.model))
+    pc_common.release(prob.model)
+    return calls
+
+
 def _grads(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.grad.detach().clone() for n, p in model.named_parameters()}
 
@@ -131,3 +140,29 @@ def error_vs_steps(prob: Problem, steps, **config) -> dict[str, list[float]]:
         out["relative_error"].append(errors["all"])
         out["cosine"].append(errors["cosine"])
     return out
+
+
+def plot_error_vs_steps(curves: dict[str, dict], key: str, ylabel: str, title: str, depths: dict[str, int] | None = None,
+                        log: bool = True):
+    """One line per architecture of ``curves[name][key]`` against T; dotted verticals at each graph's depth.
+
+    Exact zeros are drawn at 1e-18 so that they stay on a log axis.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for i, (name, curve) in enumerate(curves.items()):
+        color = f"C{i}"
+        values = [max(v, 1e-18) for v in curve[key]] if log else curve[key]
+        ax.plot(curve["T"], values, marker="o", ms=3, color=color, label=name)
+        if depths:
+            ax.axvline(depths[name], color=color, ls=":", lw=1)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("inference steps T")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
