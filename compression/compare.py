@@ -1,0 +1,108 @@
+"""Compare a BP autoencoder, the same autoencoder trained by PC, and a PC generative decoder on reconstruction.
+
+    python -m compression.compare --model bp-ae pc-ae pc-decoder --dataset mnist-5k --latent 64 --epochs 10 \
+        --seeds 0 1 2 --json compression/results/compare.json
+
+For every model and seed it trains on the training split, keeps the best-validation epoch, and reports the test MSE
+(per pixel) there, the parameter count, the training seconds per epoch and the test-time seconds per batch (the PC
+decoder infers every code at test time; an autoencoder runs its encoder). ``--T``, ``--gamma`` and ``--momentum``
+override the PC inference settings of the PC models (their defaults were chosen on the validation split).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from pc_common import DATASETS, EMBEDDED, DatasetUnavailableError, load_dataset, pick_device
+
+from .models import ARCHS, MODELS, default_config, run
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", nargs="+", choices=MODELS, default=list(MODELS), help="models to compare")
+    p.add_argument("--arch", choices=ARCHS, default="mlp", help="fully connected or convolutional networks")
+    p.add_argument("--dataset", choices=DATASETS, default=EMBEDDED)
+    p.add_argument("--latent", type=int, default=64, help="code size")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate α of the weights")
+    p.add_argument("--T", type=int, default=None, help="PC inference steps (default: each model's own)")
+    p.add_argument("--gamma", type=float, default=None, help="PC neuron step size γ")
+    p.add_argument("--momentum", type=float, default=None, help="momentum of the neuron updates")
+    p.add_argument("--max-batches", type=int, default=None, help="batches per epoch (quick runs)")
+    p.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda if available)")
+    p.add_argument("--json", type=Path, default=None, help="write every run (with its history) to this file")
+    return p.parse_args(argv)
+
+
+def pc_settings(name: str, args: argparse.Namespace):
+    """The model's default PC config with the command-line overrides (None for BP)."""
+    config = default_config(name)
+    if config is None:
+        return None
+    overrides = {"T": args.T, "inference_lr": args.gamma, "momentum": args.momentum}
+    return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def summary(results: list[dict]) -> list[dict]:
+    """Mean (and std over seeds) of every reported number, one row per model."""
+    rows = []
+    for name in dict.fromkeys(r["model"] for r in results):
+        runs = [r for r in results if r["model"] == name]
+        mse = [r["test_mse"] for r in runs]
+        rows.append({
+            "model": name, "seeds": len(runs), "test_mse": statistics.mean(mse),
+            "test_mse_std": statistics.stdev(mse) if len(mse) > 1 else 0.0,
+            "parameters": runs[0]["parameters"],
+            "train_seconds_per_epoch": statistics.mean(r["train_seconds_per_epoch"] for r in runs),
+            "test_seconds_per_batch": statistics.mean(r["test_seconds_per_batch"] for r in runs),
+            "test_batch_size": runs[0]["test_batch_size"],
+        })
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    head = f"{'model':<11} {'test MSE':>18} {'params':>9} {'train s/epoch':>14} {'test s/batch':>13}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        mse = f"{r['test_mse']:.5f} ± {r['test_mse_std']:.5f}"
+        lines.append(f"{r['model']:<11} {mse:>18} {r['parameters']:>9,} {r['train_seconds_per_epoch']:>14.3f} "
+                     f"{r['test_seconds_per_batch']:>13.4f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(argv)
+    try:
+        splits = load_dataset(args.dataset, batch_size=args.batch_size, device=pick_device(args.device))
+    except DatasetUnavailableError as err:
+        sys.exit(f"error: {err}")
+    results = []
+    for name in args.model:
+        for seed in args.seeds:
+            result = run(name, splits, arch=args.arch, latent=args.latent, epochs=args.epochs, lr=args.lr,
+                         pc=pc_settings(name, args), seed=seed, max_batches=args.max_batches)
+            print(f"{name} seed {seed}: test MSE {result['test_mse']:.5f} (best epoch {result['best_epoch']})",
+                  flush=True)
+            results.append(result)
+    rows = summary(results)
+    print(f"\n{args.dataset}, {args.arch}, latent {args.latent}, {args.epochs} epochs, test MSE per pixel at the "
+          f"best-validation epoch (test batch of {rows[0]['test_batch_size']}):")
+    print(format_table(rows))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "summary": rows,
+                                         "runs": results}, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""One comparison run: build a model, train it with its rule, report test MSE, size and time.
+
+Three models, one decoder:
+
+    bp-ae       autoencoder x̂ = D(E(x)) trained by backprop
+    pc-ae       the very same autoencoder trained by PC (value nodes on every hidden block and on the code)
+    pc-decoder  the decoder alone; the code of every image is inferred (training and test) with x clamped
+
+Test MSE is read at the best-validation epoch (lowest validation ½‖x − x̂‖²); the test split is never used to choose.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict
+
+import torch
+from torch import nn
+
+from pc_common import PCConfig, Splits, fit, seed_everything
+
+from .coding import autoencoder_evaluator, decode, decoder_evaluator, infer_codes, reconstruction_data
+from .networks import autoencoder, generative
+
+MODELS = ("bp-ae", "pc-ae", "pc-decoder")
+RULES = {"bp-ae": "bp", "pc-ae": "pc", "pc-decoder": "pc"}
+# Inference settings chosen on the validation split of mnist-5k (see comparison.ipynb); at these γ the energy falls
+# monotonically during inference (tests/test_compression.py).
+AE_PC = PCConfig(T=8, inference_lr=0.1)
+DECODER_PC = PCConfig(T=35, inference_lr=0.1, momentum=0.5)
+
+
+def default_config(name: str) -> PCConfig | None:
+    """The PC inference settings of a model (None for BP)."""
+    return {"pc-ae": AE_PC, "pc-decoder": DECODER_PC}.get(name)
+
+
+def build(name: str, arch: str = "mlp", input_shape=(1, 28, 28), latent: int = 64) -> nn.Module:
+    """The network of model ``name`` (``bp-ae`` and ``pc-ae`` are the same definition)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if name == "pc-decoder":
+        return generative(arch, input_shape, latent)
+    return autoencoder(arch, input_shape, latent)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable weights."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def train(name: str, splits: Splits, *, arch: str = "mlp", latent: int = 64, epochs: int = 5, lr: float = 1e-3,
+          pc: PCConfig | None = None, seed: int = 0, max_batches: int | None = None, progress: bool = False):
+    """Seed, build and train model ``name`` on reconstruction; the model ends at its best-validation epoch.
+
+    The seed fixes the initial weights (``bp-ae`` and ``pc-ae`` start identical) and the order of the batches.
+
+    Args:
+        name: one of :data:`MODELS`.
+        splits: from :func:`pc_common.load_dataset` (labels are ignored; the target is the image).
+        arch: ``"mlp"`` or ``"conv"``.
+        latent: code size.
+        epochs: passes over the training split.
+        lr: Adam learning rate α.
+        pc: PC inference settings (default :func:`default_config`).
+        seed: run seed.
+        max_batches: stop each epoch early (quick runs).
+        progress: tqdm bars.
+
+    Returns:
+        (model, :class:`pc_common.History`, the PC config used or None).
+    """
+    pc = pc or default_config(name)
+    seed_everything(seed)
+    model = build(name, arch, splits.input_shape, latent).to(splits.train.x.device)
+    data = reconstruction_data(splits, latent if name == "pc-decoder" else None)
+    if data.train.generator is not None:
+        data.train.generator.manual_seed(seed)
+    evaluator = decoder_evaluator(latent, pc) if name == "pc-decoder" else autoencoder_evaluator
+    history = fit(model, data, RULES[name], epochs=epochs, lr=lr, loss="mse", pc=pc or PCConfig(), classify=False,
+                  evaluator=evaluator, max_batches=max_batches, progress=progress)
+    return model, history, pc
+
+
+def reconstruct(name: str, model: nn.Module, images: torch.Tensor, latent: int, pc: PCConfig | None) -> torch.Tensor:
+    """x̂ of a batch: a forward pass for an autoencoder; inferred codes, then the decoder, for ``pc-decoder``."""
+    if name == "pc-decoder":
+        return decode(model, infer_codes(model, images, latent, pc or DECODER_PC)[0])
+    return decode(model, images)
+
+
+def seconds_per_batch(name: str, model: nn.Module, images: torch.Tensor, latent: int, pc: PCConfig | None,
+                      repeats: int = 3) -> float:
+    """Median wall-clock seconds to code and reconstruct one test batch (PC pays its inference here)."""
+    sync = torch.cuda.synchronize if images.is_cuda else (lambda: None)
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        reconstruct(name, model, images, latent, pc)
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run(name: str, splits: Splits, *, arch: str = "mlp", latent: int = 64, epochs: int = 5, lr: float = 1e-3,
+        pc: PCConfig | None = None, seed: int = 0, max_batches: int | None = None, progress: bool = False) -> dict:
+    """Train model ``name`` and report what the comparison table shows.
+
+    Returns:
+        a JSON-ready dict: ``test_mse`` and ``val_mse`` (per pixel, best-validation epoch), ``best_epoch``,
+        ``parameters``, ``train_seconds_per_epoch``, ``test_seconds_per_batch`` (and its ``test_batch_size``),
+        the settings, and the per-epoch ``history``.
+    """
+    model, history, pc = train(name, splits, arch=arch, latent=latent, epochs=epochs, lr=lr, pc=pc, seed=seed,
+                               max_batches=max_batches, progress=progress)
+    test_batch = next(iter(splits.test))[0]
+    return {
+        "model": name, "arch": arch, "dataset": splits.name, "latent": latent, "seed": seed, "epochs": epochs,
+        "lr": lr, "pc": asdict(pc) if pc else None,
+        "test_mse": history.best["test_mse"], "val_mse": history.best["val_mse"],
+        "best_epoch": history.best_epoch + 1, "parameters": count_parameters(model),
+        "train_seconds_per_epoch": statistics.mean(history.series("seconds")),
+        "test_seconds_per_batch": seconds_per_batch(name, model, test_batch, latent, pc),
+        "test_batch_size": len(test_batch), "history": history.to_dict(),
+    }

@@ -1,0 +1,207 @@
+"""Tests of compression.models and compression.compare: one network for BP and PC, codes inferred with frozen weights."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import relative_error
+from torch import nn
+
+import pc_common as pc
+from compression import compare
+from compression.models import (
+    AE_PC,
+    DECODER_PC,
+    autoencoder,
+    autoencoder_evaluator,
+    build,
+    decoder_evaluator,
+    generative,
+    infer_codes,
+    reconstruction_data,
+    reconstruction_metrics,
+)
+
+SHAPES = [(1, 28, 28), (3, 32, 32)]
+
+
+@pytest.fixture(scope="module")
+def images():
+    """128 real test digits, float64 (CPU)."""
+    return pc.load_dataset("mnist-5k", device="cpu").test.x[:128].double()
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_networks_map_images_to_images(arch, shape):
+    """Autoencoder and decoder give an image of the input's shape, in [0, 1] like the pixels (sigmoid output)."""
+    x = torch.rand(3, *shape)
+    with torch.no_grad():
+        out = autoencoder(arch, shape, latent=16)(x)
+        gen = generative(arch, shape, latent=16)(torch.randn(3, 16))
+    for y in (out, gen):
+        assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1
+
+
+def test_bp_and_pc_autoencoders_are_the_same_network():
+    """The like-for-like comparison: bp-ae and pc-ae are one definition, and one seed gives identical weights."""
+    torch.manual_seed(0)
+    a = build("bp-ae")
+    torch.manual_seed(0)
+    b = build("pc-ae")
+    assert repr(a) == repr(b)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_decoder_is_the_autoencoders_decoder():
+    """The generative network is the autoencoder's decoder behind one latent value node: same layers, same sizes."""
+    ae, gen = autoencoder("conv"), generative("conv")
+    ae_decoder = list(ae)[len(ae) - len(gen) + 1 :]
+    assert [repr(m) for m in ae_decoder] == [repr(m) for m in list(gen)[1:]]
+    assert isinstance(gen[0], pc.PCLayer)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_pc_autoencoder_reproduces_bp_at_fixed_prediction(arch, images):
+    """Fixed-prediction PC at γ = 1, T = number of value nodes (the first is that far from the output) is exact BP.
+
+    The oracle is autograd's backprop through the very same network; the conv case includes ConvTranspose2d.
+    """
+    torch.manual_seed(0)
+    model = autoencoder(arch, latent=16).double()
+    depth = len(pc.pc_layers(model))
+    x = images[:16]
+    pc.bp_gradients(model, x, x, "mse")
+    bp = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    pc.infer(model, x, x, "mse", pc.PCConfig(T=depth, inference_lr=1.0, fixed_prediction=True))
+    for p, g in zip(model.parameters(), bp):
+        assert relative_error(p.grad, g) < 1e-10
+
+
+def test_decoder_energy_is_prior_plus_prediction_errors(images):
+    """F = ½‖φ_z‖² + ½‖φ_h − tanh(W₃φ_z + b₃)‖² + ½‖x − σ(W₄φ_h + b₄)‖², worked by hand at the inferred state.
+
+    The ½‖φ_z‖² term is the Gaussian prior N(0, I) of the code: without it codes can grow without bound.
+    """
+    torch.manual_seed(0)
+    model = generative("mlp", latent=8, init_std=0.3).double()
+    x = images[:32]
+    codes, energies = infer_codes(model, x, 8, pc.PCConfig(T=6, inference_lr=0.1))
+    z, h = pc.neurons(model)
+    lin3, lin4 = model[1], model[4]
+    assert torch.equal(z, codes)
+    by_hand = (0.5 * z.pow(2).sum(1) + 0.5 * (h - torch.tanh(lin3(z))).pow(2).sum(1)
+               + 0.5 * (x.flatten(1) - torch.sigmoid(lin4(h))).pow(2).sum(1))
+    assert float(energies[-1]) == pytest.approx(float(by_hand.mean()), rel=1e-12)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("grads_set", [True, False])
+def test_test_time_coding_leaves_weights_and_grads_bit_identical(arch, grads_set):
+    """The original's leak: test-time inference left weight grads that the next update applied to test data.
+
+    After training steps (.grad set) or on a fresh network (.grad None), a full evaluation of the test split (codes
+    inferred, then decoded) leaves every weight and every .grad exactly as it was, None included.
+    """
+    torch.manual_seed(0)
+    splits = pc.load_dataset("mnist-5k", batch_size=64, eval_batch_size=300, device="cpu")
+    data = reconstruction_data(splits, latent=16)
+    model = generative(arch, latent=16)
+    config = pc.PCConfig(T=4, inference_lr=0.1, momentum=0.5)
+    if grads_set:
+        opt = torch.optim.Adam(model.parameters(), 1e-3)
+        for _, (z0, x) in zip(range(2), data.train):
+            pc.train_step(model, opt, z0, x, "pc", "mse", config)
+    weights = [p.detach().clone() for p in model.parameters()]
+    grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+    assert all((g is None) != grads_set for g in grads)
+    decoder_evaluator(16, config)(model, data.test)
+    for p, w, g in zip(model.parameters(), weights, grads):
+        assert torch.equal(p.detach(), w)
+        assert (p.grad is None and g is None) or torch.equal(p.grad, g)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_codes_do_not_depend_on_the_batch(arch, images):
+    """Batches of 128, then 37, then 1: each image gets the code it gets alone.
+
+    The energy is a sum of per-sample terms, so an image's neurons see only their own gradient: its code cannot
+    depend on which or how many other images share the batch, and no neuron carries over between batches.
+    """
+    torch.manual_seed(0)
+    model = generative(arch, latent=16).double()
+    codes = {n: infer_codes(model, images[:n], 16, DECODER_PC)[0] for n in (128, 37, 1)}
+    assert codes[128].shape == (128, 16) and codes[37].shape == (37, 16) and codes[1].shape == (1, 16)
+    assert torch.allclose(codes[128][:37], codes[37], rtol=0, atol=1e-10)
+    assert torch.allclose(codes[37][:1], codes[1], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["pc-decoder", "pc-ae"])
+def test_energy_falls_during_inference_at_the_chosen_settings(name, images):
+    """At the default γ, momentum and T the energy F never rises during inference on real digits (fresh network)."""
+    torch.manual_seed(0)
+    model = build(name).double().train()
+    x = images
+    if name == "pc-decoder":
+        energies = infer_codes(model, x, 64, DECODER_PC)[1]
+    else:
+        energies = pc.infer(model, x, x, "mse", AE_PC, weight_grads=False).energies
+    assert bool((energies.diff() <= 1e-9).all())
+    assert float(energies[-1]) < float(energies[0])
+
+
+def test_reconstruction_metrics_match_their_definitions():
+    """loss = Σ_b ½‖x_b − x̂_b‖² and mse = Σ_b mean over pixels of (x_b − x̂_b)² (per-pixel MSE × batch)."""
+    x, y = torch.rand(5, 1, 4, 4, dtype=torch.float64), torch.rand(5, 1, 4, 4, dtype=torch.float64)
+    m = reconstruction_metrics(x, y)
+    assert m["loss"] == pytest.approx(0.5 * float(((x - y) ** 2).sum()), rel=1e-12)
+    assert m["mse"] == pytest.approx(5 * float(nn.functional.mse_loss(x, y)), rel=1e-12)
+
+
+def test_reconstruction_data_targets_are_images():
+    """Autoencoder loaders give (x, x); decoder loaders give (prior mean 0, x); shuffling and batch size are kept."""
+    splits = pc.load_dataset("mnist-5k", batch_size=50, device="cpu")
+    ae, dec = reconstruction_data(splits), reconstruction_data(splits, latent=8)
+    x, y = next(iter(ae.test))
+    assert torch.equal(x, y) and torch.equal(y, splits.test.x[: len(y)])
+    z0, y = next(iter(dec.test))
+    assert z0.shape == (len(y), 8) and not z0.any() and torch.equal(y, splits.test.x[: len(y)])
+    assert dec.train.batch_size == 50 and dec.train.shuffle and dec.train.generator is splits.train.generator
+
+
+def test_autoencoder_evaluator_is_a_plain_forward_pass():
+    """The autoencoder's test MSE is the mean per-pixel error of x̂ = model(x), computed directly."""
+    splits = reconstruction_data(pc.load_dataset("mnist-5k", device="cpu"))
+    torch.manual_seed(0)
+    model = autoencoder()
+    with torch.no_grad():
+        direct = float(((model(splits.test.x) - splits.test.x) ** 2).mean())
+    assert autoencoder_evaluator(model, splits.test)["mse"] == pytest.approx(direct, rel=1e-5)
+
+
+def test_compare_cli_runs_and_writes_json(tmp_path, capsys):
+    """A tiny run of every model reports MSE, parameters and times, and writes them as JSON."""
+    out = tmp_path / "compare.json"
+    compare.main(["--epochs", "1", "--max-batches", "2", "--T", "2", "--latent", "8", "--device", "cpu",
+                  "--json", str(out)])
+    table = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert [r["model"] for r in data["summary"]] == ["bp-ae", "pc-ae", "pc-decoder"]
+    for row in data["summary"]:
+        assert row["model"] in table and row["test_mse"] > 0 and row["test_seconds_per_batch"] > 0
+    # The decoder has half the autoencoder's weights: it has no encoder.
+    params = {r["model"]: r["parameters"] for r in data["summary"]}
+    assert params["bp-ae"] == params["pc-ae"] > params["pc-decoder"]
+
+
+def test_compare_cli_offline_dataset_is_a_clear_error(monkeypatch):
+    """A torchvision dataset that cannot be downloaded stops the CLI with the core's explanatory message."""
+    def offline(*args, **kwargs):
+        raise pc.DatasetUnavailableError("Could not download the dataset 'cifar10' … use --dataset mnist-5k")
+
+    monkeypatch.setattr(compare, "load_dataset", offline)
+    with pytest.raises(SystemExit, match="mnist-5k"):
+        compare.main(["--dataset", "cifar10", "--arch", "conv"])
