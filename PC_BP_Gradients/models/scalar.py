@@ -135,11 +135,14 @@ def plot_sweep(trajs: dict[float, Sequence[float]], true: float, floor: float = 
     Stable step sizes (0 < γ < 2) are solid lines; γ ≥ 2 are dashed and labelled as divergent. A trajectory that
     stopped early (``pc_common.infer`` raised on a non-finite energy) ends with a cross.
     """
-    fig, ax = plt.subplots(figsize=(8, 4.6))
-    colors = plt.cm.viridis(np.linspace(0, 0.95, len(trajs)))
+    fig, ax = plt.subplots(figsize=(9, 4.6))
+    stable_gammas = [g for g in trajs if 0 < g < 2]
+    palette = iter(plt.cm.viridis(np.linspace(0, 0.9, len(stable_gammas))))
+    divergent = iter(plt.cm.Reds(np.linspace(0.55, 0.95, len(trajs) - len(stable_gammas))))
     longest = max(len(traj) for traj in trajs.values())
-    for color, (gamma, traj) in zip(colors, trajs.items()):
+    for gamma, traj in trajs.items():
         stable = 0 < gamma < 2
+        color = next(palette) if stable else next(divergent)
         rel = np.maximum(relative_errors(traj, true), floor)
         label = f"γ = {gamma:g}" + ("" if stable else " (divergent)")
         ax.semilogy(np.arange(len(rel)), rel, color=color, ls="-" if stable else "--", marker=".", ms=3, label=label)
@@ -149,5 +152,6 @@ def plot_sweep(trajs: dict[float, Sequence[float]], true: float, floor: float = 
     ax.set_ylabel("|−ε_x − dL/dx| / |dL/dx|")
     ax.set_title("Fixed-prediction PC on f(x) = tan(√(θx)) + sin(x²): step-size sweep")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, ncol=2, loc="lower left")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
     return fig
