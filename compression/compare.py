@@ -1,11 +1,11 @@
 """Compare a BP autoencoder, the same autoencoder trained by PC, and a PC generative decoder on reconstruction.
 
     python -m compression.compare --model bp-ae pc-ae pc-decoder --dataset mnist-5k --latent 64 --epochs 10 \
-        --seeds 0 1 2 --json compression/results/compare.json
+        --seeds 3 --json compression/results/compare.json
 
 For every model and seed it trains on the training split, keeps the best-validation epoch, and reports the test MSE
 (per pixel) there, the parameter count, the training seconds per epoch and the test-time seconds per batch (the PC
-decoder infers every code at test time; an autoencoder runs its encoder). ``--T``, ``--gamma`` and ``--momentum``
+decoder infers every code at test time; an autoencoder runs its encoder). ``--T``, ``--inference-lr`` (γ) and ``--momentum``
 override the PC inference settings of the PC models (their defaults were chosen on the validation split).
 """
 
@@ -31,11 +31,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dataset", choices=DATASETS, default=EMBEDDED)
     p.add_argument("--latent", type=int, default=64, help="code size")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds (0 … S−1)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate α of the weights")
     p.add_argument("--T", type=int, default=None, help="PC inference steps (default: each model's own)")
-    p.add_argument("--gamma", type=float, default=None, help="PC neuron step size γ")
+    p.add_argument("--inference-lr", type=float, default=None, help="γ, the PC neuron step size")
     p.add_argument("--momentum", type=float, default=None, help="momentum of the neuron updates")
     p.add_argument("--max-batches", type=int, default=None, help="batches per epoch (quick runs)")
     p.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda if available)")
@@ -48,7 +48,7 @@ def pc_settings(name: str, args: argparse.Namespace):
     config = default_config(name)
     if config is None:
         return None
-    overrides = {"T": args.T, "inference_lr": args.gamma, "momentum": args.momentum}
+    overrides = {"T": args.T, "inference_lr": args.inference_lr, "momentum": args.momentum}
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -87,7 +87,7 @@ def main(argv=None) -> list[dict]:
         sys.exit(f"error: {err}")
     results = []
     for name in args.model:
-        for seed in args.seeds:
+        for seed in range(args.seeds):
             result = run(name, splits, arch=args.arch, latent=args.latent, epochs=args.epochs, lr=args.lr,
                          pc=pc_settings(name, args), seed=seed, max_batches=args.max_batches)
             print(f"{name} seed {seed}: test MSE {result['test_mse']:.5f} (best epoch {result['best_epoch']})",

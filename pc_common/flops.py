@@ -165,6 +165,23 @@ def analytic_step_flops(
     return {"forward": fwd, "input_grad": igrad, "weight_grad": wgrad, "total": fwd + igrad + wgrad}
 
 
+def analytic_inference_flops(costs: list[LayerCost], batch: int, T: int = 8) -> dict[str, int]:
+    """FLOPs of PC inference alone, ``infer(..., weight_grads=False)`` (e.g. inferring codes at test time).
+
+        forward = Σ_{ℓ ∈ stem} c_ℓ + (T + 1) Σ_{ℓ ∈ body} c_ℓ,   input_grad = T Σ_{ℓ ∈ sends} c_ℓ   (× 2B FLOPs)
+
+    the PC step of :func:`analytic_step_flops` without its weight-gradient pass (the last of the T + 1 forward
+    passes then records no graph, but still costs a forward).
+
+    Returns:
+        ``{"forward", "input_grad", "total"}`` in FLOPs for the whole batch.
+    """
+    step = analytic_step_flops(costs, batch, "pc", T=T)
+    within = 2 * batch * sum(lc.macs for lc in costs if not lc.first_in_segment and not lc.input_from_data)
+    igrad = step["input_grad"] - within
+    return {"forward": step["forward"], "input_grad": igrad, "total": step["forward"] + igrad}
+
+
 def fvcore_forward(model: nn.Module, x: torch.Tensor):
     """fvcore's forward count of a plain pass: (per-module MACs dict, printable table).
 
