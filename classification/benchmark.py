@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from classification.compare import LEARNING_RATES
-from classification.models import ACTIVATIONS, mlp
+from classification.models import ACTIVATION, ACTIVATIONS, mlp
 from pc_common import PCConfig, load_dataset, pick_device, seed_everything, train_step
 from pc_common.flops import analytic_step_flops, layer_costs
 
@@ -35,7 +35,7 @@ def epoch_seconds(model, optimizer, loader, rule: str, pc: PCConfig) -> float:
     return time.perf_counter() - start
 
 
-def benchmark(repeats: int = 7, T: int = 8, batch_size: int = 128, act: str = "gelu", device: str = "cpu",
+def benchmark(repeats: int = 7, T: int = 8, batch_size: int = 128, act: str = ACTIVATION, device: str = "cpu",
               threads: int | None = None) -> dict:
     """Median seconds per epoch of BP and PC (alternating epochs, one warm-up each) and the FLOP ratio.
 
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeats", type=int, default=7, help="timed epochs per rule (after one warm-up)")
     p.add_argument("--T", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--act", choices=sorted(ACTIVATIONS), default="gelu")
+    p.add_argument("--act", choices=sorted(ACTIVATIONS), default=ACTIVATION)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", type=Path, default=None)

@@ -16,11 +16,11 @@ from torch import nn
 
 from pc_common import PCLayer
 
-from .mlp import activation
+from .mlp import ACTIVATION, activation
 
 
 def cnn(input_shape: Sequence[int] = (1, 28, 28), channels: Sequence[int] = (16, 32), hidden: int = 128,
-        num_classes: int = 10, act: str = "gelu") -> nn.Sequential:
+        num_classes: int = 10, act: str = ACTIVATION) -> nn.Sequential:
     """[Conv 3×3 → f → MaxPool 2 → PCLayer] per channel count, then Linear → f → PCLayer, then Linear.
 
     Args:
