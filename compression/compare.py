@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from pc_common import DATASETS, EMBEDDED, DatasetUnavailableError, load_dataset, pick_device
 
-from .models import ARCHS, MODELS, default_config, run
+from .models import ARCHS, MODELS, default_config, format_table, run, summary
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,33 +51,6 @@ def pc_settings(name: str, args: argparse.Namespace):
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def summary(results: list[dict]) -> list[dict]:
-    """Mean (and std over seeds) of every reported number, one row per model."""
-    rows = []
-    for name in dict.fromkeys(r["model"] for r in results):
-        runs = [r for r in results if r["model"] == name]
-        mse = [r["test_mse"] for r in runs]
-        rows.append({
-            "model": name, "seeds": len(runs), "test_mse": statistics.mean(mse),
-            "test_mse_std": statistics.stdev(mse) if len(mse) > 1 else 0.0,
-            "parameters": runs[0]["parameters"],
-            "train_seconds_per_epoch": statistics.mean(r["train_seconds_per_epoch"] for r in runs),
-            "test_seconds_per_batch": statistics.mean(r["test_seconds_per_batch"] for r in runs),
-            "test_batch_size": runs[0]["test_batch_size"],
-        })
-    return rows
-
-
-def format_table(rows: list[dict]) -> str:
-    head = f"{'model':<11} {'test MSE':>18} {'params':>9} {'train s/epoch':>14} {'test s/batch':>13}"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        mse = f"{r['test_mse']:.5f} ± {r['test_mse_std']:.5f}"
-        lines.append(f"{r['model']:<11} {mse:>18} {r['parameters']:>9,} {r['train_seconds_per_epoch']:>14.3f} "
-                     f"{r['test_seconds_per_batch']:>13.4f}")
-    return "\n".join(lines)
-
-
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
     try:
@@ -88,7 +60,7 @@ def main(argv=None) -> list[dict]:
     results = []
     for name in args.model:
         for seed in range(args.seeds):
-            result = run(name, splits, arch=args.arch, latent=args.latent, epochs=args.epochs, lr=args.lr,
+            _, result = run(name, splits, arch=args.arch, latent=args.latent, epochs=args.epochs, lr=args.lr,
                          pc=pc_settings(name, args), seed=seed, max_batches=args.max_batches)
             print(f"{name} seed {seed}: test MSE {result['test_mse']:.5f} (best epoch {result['best_epoch']})",
                   flush=True)

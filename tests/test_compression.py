@@ -18,8 +18,11 @@ from compression.models import (
     autoencoder_evaluator,
     build,
     decoder_evaluator,
+    gaussian_samples,
     generative,
+    halves,
     infer_codes,
+    prior_mean,
     reconstruction_data,
     reconstruction_metrics,
 )
@@ -100,25 +103,25 @@ def test_decoder_energy_is_prior_plus_prediction_errors(images):
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 @pytest.mark.parametrize("grads_set", [True, False])
-def test_test_time_coding_leaves_weights_and_grads_bit_identical(arch, grads_set):
+def test_test_time_coding_leaves_weights_and_grads_bit_identical(arch, grads_set, images):
     """The original's leak: test-time inference left weight grads that the next update applied to test data.
 
-    After training steps (.grad set) or on a fresh network (.grad None), a full evaluation of the test split (codes
+    After training steps (.grad set) or on a fresh network (.grad None), an evaluation pass over test batches (codes
     inferred, then decoded) leaves every weight and every .grad exactly as it was, None included.
     """
     torch.manual_seed(0)
-    splits = pc.load_dataset("mnist-5k", batch_size=64, eval_batch_size=300, device="cpu")
-    data = reconstruction_data(splits, latent=16)
     model = generative(arch, latent=16)
     config = pc.PCConfig(T=4, inference_lr=0.1, momentum=0.5)
+    x = images.float()
     if grads_set:
         opt = torch.optim.Adam(model.parameters(), 1e-3)
-        for _, (z0, x) in zip(range(2), data.train):
-            pc.train_step(model, opt, z0, x, "pc", "mse", config)
+        for batch in (x[:64], x[64:]):
+            pc.train_step(model, opt, prior_mean(batch, 16), batch, "pc", "mse", config)
     weights = [p.detach().clone() for p in model.parameters()]
     grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
     assert all((g is None) != grads_set for g in grads)
-    decoder_evaluator(16, config)(model, data.test)
+    test = pc.TensorLoader(prior_mean(x, 16), x, 50)  # batches of 50, 50, 28
+    decoder_evaluator(16, config)(model, test)
     for p, w, g in zip(model.parameters(), weights, grads):
         assert torch.equal(p.detach(), w)
         assert (p.grad is None and g is None) or torch.equal(p.grad, g)
@@ -133,7 +136,8 @@ def test_codes_do_not_depend_on_the_batch(arch, images):
     """
     torch.manual_seed(0)
     model = generative(arch, latent=16).double()
-    codes = {n: infer_codes(model, images[:n], 16, DECODER_PC)[0] for n in (128, 37, 1)}
+    config = pc.PCConfig(T=6, inference_lr=0.1, momentum=0.5)
+    codes = {n: infer_codes(model, images[:n], 16, config)[0] for n in (128, 37, 1)}
     assert codes[128].shape == (128, 16) and codes[37].shape == (37, 16) and codes[1].shape == (1, 16)
     assert torch.allclose(codes[128][:37], codes[37], rtol=0, atol=1e-10)
     assert torch.allclose(codes[37][:1], codes[1], rtol=0, atol=1e-10)
@@ -144,7 +148,7 @@ def test_energy_falls_during_inference_at_the_chosen_settings(name, images):
     """At the default γ, momentum and T the energy F never rises during inference on real digits (fresh network)."""
     torch.manual_seed(0)
     model = build(name).double().train()
-    x = images
+    x = images[:64]
     if name == "pc-decoder":
         energies = infer_codes(model, x, 64, DECODER_PC)[1]
     else:
@@ -182,8 +186,16 @@ def test_autoencoder_evaluator_is_a_plain_forward_pass():
     assert autoencoder_evaluator(model, splits.test)["mse"] == pytest.approx(direct, rel=1e-5)
 
 
-def test_compare_cli_runs_and_writes_json(tmp_path, capsys):
+def test_compare_cli_runs_and_writes_json(tmp_path, capsys, monkeypatch):
     """A tiny run of every model reports MSE, parameters and times, and writes them as JSON."""
+    def small(*args, **kwargs):
+        splits = pc.load_dataset(*args, **kwargs)
+        for name in ("val", "test"):  # a fraction of the evaluation splits keeps the test fast
+            loader = getattr(splits, name)
+            setattr(splits, name, pc.TensorLoader(loader.x[:100], loader.y[:100], 50))
+        return splits
+
+    monkeypatch.setattr(compare, "load_dataset", small)
     out = tmp_path / "compare.json"
     compare.main(["--epochs", "1", "--max-batches", "2", "--T", "2", "--latent", "8", "--device", "cpu",
                   "--json", str(out)])
@@ -205,3 +217,23 @@ def test_compare_cli_offline_dataset_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(compare, "load_dataset", offline)
     with pytest.raises(SystemExit, match="mnist-5k"):
         compare.main(["--dataset", "cifar10", "--arch", "conv"])
+
+
+def test_halves_compose_to_the_autoencoder():
+    """D(E(x)) with the two halves is the autoencoder's own output: the halves share its trained weights."""
+    torch.manual_seed(0)
+    model = autoencoder("conv", latent=8)
+    encoder, decoder = halves(model)
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(decoder(encoder(x)), model(x))
+
+
+def test_gaussian_samples_follow_the_fitted_gaussian():
+    """Samples from the Gaussian fitted to codes have (to sampling error) the codes' mean and covariance."""
+    g = torch.Generator().manual_seed(0)
+    mix = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.5, 0.0], [0.0, -0.3, 0.2]], dtype=torch.float64)
+    codes = torch.randn(4000, 3, generator=g, dtype=torch.float64) @ mix.T + torch.tensor([1.0, -2.0, 0.5])
+    samples = gaussian_samples(codes, 200_000, g)
+    assert torch.allclose(samples.mean(0), codes.mean(0), atol=0.01)
+    assert torch.allclose(torch.cov(samples.T), torch.cov(codes.T), atol=0.01)

@@ -4,7 +4,9 @@ from .coding import (
     autoencoder_evaluator,
     decode,
     decoder_evaluator,
+    gaussian_samples,
     infer_codes,
+    mse_vs_steps,
     prior_mean,
     reconstruction_data,
     reconstruction_metrics,
@@ -16,11 +18,23 @@ from .experiment import (
     build,
     count_parameters,
     default_config,
+    format_table,
     reconstruct,
     run,
+    summary,
     train,
 )
-from .networks import ARCHS, autoencoder, conv_decoder, conv_encoder, generative, mlp_decoder, mlp_encoder
+from .networks import (
+    ARCHS,
+    autoencoder,
+    conv_decoder,
+    conv_encoder,
+    generative,
+    halves,
+    mlp_decoder,
+    mlp_encoder,
+)
+from .plots import image_rows, plot_lines
 
 __all__ = [
     "AE_PC",
@@ -36,14 +50,21 @@ __all__ = [
     "decode",
     "decoder_evaluator",
     "default_config",
+    "format_table",
+    "gaussian_samples",
     "generative",
+    "halves",
+    "image_rows",
     "infer_codes",
     "mlp_decoder",
     "mlp_encoder",
+    "mse_vs_steps",
+    "plot_lines",
     "prior_mean",
     "reconstruct",
     "reconstruction_data",
     "reconstruction_metrics",
     "run",
+    "summary",
     "train",
 ]

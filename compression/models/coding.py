@@ -11,6 +11,8 @@ the channel, so the reconstruction uses the code alone, not the inferred hidden 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
@@ -70,6 +72,17 @@ def decode(model: nn.Module, codes: torch.Tensor) -> torch.Tensor:
     return model(codes)
 
 
+def gaussian_samples(codes: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """n codes drawn from N(m, S), the Gaussian fitted to ``codes`` (sample mean m and covariance S).
+
+    z = m + L ε with S = L Lᵀ (Cholesky, a small jitter keeps it positive definite) and ε ~ N(0, I).
+    """
+    mean = codes.mean(0)
+    cov = torch.cov(codes.T) + 1e-5 * torch.eye(codes.shape[1], dtype=codes.dtype, device=codes.device)
+    eps = torch.randn(n, codes.shape[1], generator=generator, dtype=codes.dtype).to(codes.device)
+    return mean + eps @ torch.linalg.cholesky(cov).T
+
+
 def reconstruction_metrics(reconstruction: torch.Tensor, images: torch.Tensor) -> dict[str, float]:
     """Sums over a batch: ``loss`` Σ_b ½‖x_b − x̂_b‖² (the training loss) and ``mse`` Σ_b mean_pixels (x_b − x̂_b)²."""
     half_sq = squared_error(reconstruction, images)
@@ -88,6 +101,11 @@ def _mean_over(loader: TensorLoader, reconstruct) -> dict[str, float]:
 def autoencoder_evaluator(model: nn.Module, loader: TensorLoader) -> dict[str, float]:
     """Mean ½‖x − x̂‖² (``loss``) and per-pixel MSE (``mse``) of a plain forward pass x̂ = D(E(x))."""
     return _mean_over(loader, lambda x, images: decode(model, x))
+
+
+def mse_vs_steps(model: nn.Module, loader: TensorLoader, latent: int, config: PCConfig, steps) -> list[float]:
+    """Per-pixel MSE of the decoded codes after T inference steps, for each T in ``steps`` (other settings fixed)."""
+    return [decoder_evaluator(latent, replace(config, T=T))(model, loader)["mse"] for T in steps]
 
 
 def decoder_evaluator(latent: int, config: PCConfig):

@@ -108,8 +108,15 @@ def autoencoder(arch: str = "mlp", input_shape: Sequence[int] = (1, 28, 28), lat
         **kwargs: ``hidden`` (mlp) or ``channels`` (conv), and ``act`` (hidden activation class, default Tanh).
     """
     _check_arch(arch)
-    return nn.Sequential(*ENCODERS[arch](input_shape, latent=latent, **kwargs), PCLayer(),
-                         *DECODERS[arch](input_shape, latent=latent, **kwargs))
+    encoder = ENCODERS[arch](input_shape, latent=latent, **kwargs)
+    model = nn.Sequential(*encoder, PCLayer(), *DECODERS[arch](input_shape, latent=latent, **kwargs))
+    model.code_index = len(encoder)  # position of the code's value node, for :func:`halves`
+    return model
+
+
+def halves(model: nn.Sequential) -> tuple[nn.Sequential, nn.Sequential]:
+    """(encoder E, decoder D) of an :func:`autoencoder`, sharing its modules (and so its trained weights)."""
+    return model[: model.code_index], model[model.code_index + 1 :]
 
 
 def generative(arch: str = "mlp", input_shape: Sequence[int] = (1, 28, 28), latent: int = 64,
