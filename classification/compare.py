@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from classification.models import ACTIVATIONS, cnn, mlp
+from classification.models import ACTIVATION, ACTIVATIONS, cnn, mlp
 from pc_common import (
     DATASETS,
     EMBEDDED,
@@ -47,7 +47,7 @@ MODELS: dict[str, ModelBuilder] = {
 }
 # Adam learning rates α chosen on the validation split of mnist-5k (MLP, 10 epochs, batch 128, T = 8; the sweep
 # is recorded in classification/results/sweep_mnist-5k.json).
-LEARNING_RATES = {"bp": 1e-3, "pc": 1e-3}
+LEARNING_RATES = {"bp": 3e-3, "pc": 3e-3}
 
 
 def summarise(values: list[float]) -> dict:
@@ -148,7 +148,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr-pc", type=float, default=LEARNING_RATES["pc"], help="Adam learning rate α for PC")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--loss", choices=("mse", "ce"), default="mse")
-    p.add_argument("--act", choices=sorted(ACTIVATIONS), default="gelu", help="activation (both rules)")
+    p.add_argument("--act", choices=sorted(ACTIVATIONS), default=ACTIVATION, help="activation (both rules)")
     p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--max-batches", type=int, default=None, help="batches per epoch (smoke tests)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
