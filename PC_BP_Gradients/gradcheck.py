@@ -65,7 +65,7 @@ def _graph(name: str) -> Callable[[torch.device], tuple[nn.Module, torch.Tensor,
 def _graph_case(name: str) -> Case:
     """CNN / RNN / LSTM (12 steps) of ``models.graphs``; standard PC weakly clamped (β = 0.01), γ = 0.3, T = 4·depth."""
     depth = graphs.problem(name).depth
-    return Case(_graph(name), pc.PCConfig(T=4 * depth, inference_lr=0.3, output_precision=0.01), depth, "ce")
+    return Case(_graph(name), pc.PCConfig(T=4 * depth, inference_lr=0.3, momentum=0.0, output_precision=0.01), depth, "ce")
 
 
 MODELS: dict[str, Case] = {

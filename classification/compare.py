@@ -7,6 +7,12 @@ the epoch with the best *validation* accuracy.
 
     python classification/compare.py --model mlp --dataset mnist-5k --epochs 10 --seeds 3 --T 8 --json out.json
 
+Sequence tasks (``classification/models/sequence.py``): ``--model rnn|lstm`` reads the images row by row (row-by-row
+MNIST: 28 steps of 28 pixels); ``--task shakespeare`` is next-character prediction on a slice of Shakespeare:
+
+    python classification/compare.py --model rnn --loss ce --T 28 --fixed-prediction --inference-lr 1
+    python classification/compare.py --task shakespeare --model lstm --seq-len 32 --text-chars 200000 --T 8
+
 Adding a model is one entry in :data:`MODELS` (a builder from the dataset's input shape and class count).
 """
 
@@ -26,6 +32,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from classification.models import ACTIVATION, ACTIVATIONS, cnn, mlp
+from classification.models.sequence import recurrent
+from classification.models.text import TASK, load_shakespeare
 from pc_common import (
     DATASETS,
     EMBEDDED,
@@ -44,7 +52,11 @@ ModelBuilder = Callable[[Splits, argparse.Namespace], nn.Module]
 MODELS: dict[str, ModelBuilder] = {
     "mlp": lambda data, opt: mlp(math.prod(data.input_shape), num_classes=data.num_classes, act=opt.act),
     "cnn": lambda data, opt: cnn(data.input_shape, num_classes=data.num_classes, act=opt.act),
+    "rnn": lambda data, opt: recurrent(data.input_shape, data.num_classes, "rnn", opt.hidden),
+    "lstm": lambda data, opt: recurrent(data.input_shape, data.num_classes, "lstm", opt.hidden),
 }
+# --task: image classification on --dataset, or next-character prediction (rnn / lstm only).
+TASKS = ("images", TASK)
 # Adam learning rates α chosen on the validation split of mnist-5k (MLP, 10 epochs, batch 128, T = 8; the sweep
 # is recorded in classification/results/sweep_mnist-5k.json).
 LEARNING_RATES = {"bp": 3e-3, "pc": 3e-3}
@@ -147,8 +159,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr-bp", type=float, default=LEARNING_RATES["bp"], help="Adam learning rate α for BP")
     p.add_argument("--lr-pc", type=float, default=LEARNING_RATES["pc"], help="Adam learning rate α for PC")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--loss", choices=("mse", "ce"), default="mse")
+    p.add_argument("--loss", choices=("mse", "ce"), default=None, help="default: mse (images), ce (shakespeare)")
     p.add_argument("--act", choices=sorted(ACTIVATIONS), default=ACTIVATION, help="activation (both rules)")
+    p.add_argument("--task", choices=TASKS, default="images", help="shakespeare: next character (rnn, lstm)")
+    p.add_argument("--hidden", type=int, default=64, help="hidden units of rnn / lstm")
+    p.add_argument("--seq-len", type=int, default=32, help="shakespeare: characters per window (steps unrolled)")
+    p.add_argument("--text-chars", type=int, default=200_000, help="shakespeare: size of the text slice (0: all)")
+    p.add_argument("--fixed-prediction", action="store_true", help="PC with predictions frozen (exact BP at γ=1)")
+    p.add_argument("--output-precision", type=float, default=defaults.output_precision, help="β of the output term")
     p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--max-batches", type=int, default=None, help="batches per epoch (smoke tests)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -159,17 +177,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     device = pick_device(args.device)
+    text = args.task == TASK
+    if text and args.model not in ("rnn", "lstm"):
+        sys.exit(f"error: --task {TASK} needs --model rnn or lstm")
+    args.loss = args.loss or ("ce" if text else "mse")
+    if text and args.loss != "ce":
+        sys.exit(f"error: --task {TASK} predicts a character distribution: use --loss ce")
     try:
-        data = load_dataset(args.dataset, args.batch_size, device=device)
+        if text:
+            data, _ = load_shakespeare(args.seq_len, args.text_chars or None, args.batch_size, device=device)
+        else:
+            data = load_dataset(args.dataset, args.batch_size, device=device)
     except DatasetUnavailableError as err:
         sys.exit(f"error: {err}")
-    pc = PCConfig(T=args.T, inference_lr=args.inference_lr, momentum=args.momentum)
-    print(f"{args.model} on {args.dataset} ({device}), {args.epochs} epochs, seeds 0…{args.seeds - 1}, "
+    pc = PCConfig(T=args.T, inference_lr=args.inference_lr, momentum=args.momentum,
+                  fixed_prediction=args.fixed_prediction, output_precision=args.output_precision)
+    print(f"{args.model} on {data.name} ({device}), {args.epochs} epochs, seeds 0…{args.seeds - 1}, "
           f"T={pc.T}, γ={pc.inference_lr}, momentum={pc.momentum}", file=sys.stderr)
+    recorded = {"model": args.model, "activation": args.act, "task": args.task}
+    if args.model in ("rnn", "lstm"):
+        recorded.update(hidden=args.hidden, **({"seq_len": args.seq_len, "text_chars": args.text_chars} if text else {}))
     results = compare(
         lambda: MODELS[args.model](data, args), data, seeds=list(range(args.seeds)), epochs=args.epochs,
         lr={"bp": args.lr_bp, "pc": args.lr_pc}, loss=args.loss, pc=pc, max_batches=args.max_batches,
-        progress=not args.no_progress, hyperparameters={"model": args.model, "activation": args.act},
+        progress=not args.no_progress, hyperparameters=recorded,
     )
     print(table(results))
     if args.json:

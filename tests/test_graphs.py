@@ -42,5 +42,6 @@ def test_standard_pc_approaches_bp_when_weakly_clamped(name):
     The weight gradient (divided by β) then points almost exactly along BP's: cosine > 0.99 after 4·depth steps at γ = 0.3.
     """
     prob = problem(name, seq_len=10)
-    errors = gradient_errors(prob, pc_common.PCConfig(T=4 * prob.depth, inference_lr=0.3, output_precision=0.01))
+    config = pc_common.PCConfig(T=4 * prob.depth, inference_lr=0.3, momentum=0.0, output_precision=0.01)
+    errors = gradient_errors(prob, config)
     assert errors["cosine"] > 0.99
