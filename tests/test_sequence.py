@@ -60,3 +60,20 @@ def test_per_step_accuracy_in_fit():
     with torch.no_grad():
         expected = (model(data.val.x).argmax(1) == data.val.y).float().mean()
     assert result["accuracy"] == pytest.approx(float(expected))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--model", "rnn", "--loss", "ce", "--T", "28", "--inference-lr", "1", "--fixed-prediction"],
+     ["--task", "shakespeare", "--model", "lstm", "--text-chars", "5000", "--seq-len", "8", "--T", "2"]],
+)
+def test_compare_cli_runs_the_sequence_tasks(argv):
+    """compare.py reaches both sequence tasks and records their settings (one batch: a wiring check, not a result)."""
+    from classification.compare import main
+
+    common = ["--epochs", "1", "--seeds", "1", "--max-batches", "1", "--hidden", "8", "--no-progress"]
+    results = main(argv + common)
+    for rule in ("bp", "pc"):
+        assert 0.0 <= results[rule]["test_accuracy"]["mean"] <= 1.0
+        assert results[rule]["hyperparameters"]["hidden"] == 8
+    assert results["pc"]["hyperparameters"]["fixed_prediction"] == ("--fixed-prediction" in argv)
