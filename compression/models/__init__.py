@@ -10,6 +10,7 @@ from .coding import (
     prior_mean,
     reconstruction_data,
     reconstruction_metrics,
+    subset,
 )
 from .experiment import (
     AE_PC,
@@ -65,6 +66,7 @@ __all__ = [
     "reconstruction_data",
     "reconstruction_metrics",
     "run",
+    "subset",
     "summary",
     "train",
 ]

@@ -28,6 +28,15 @@ def _with_inputs(loader: TensorLoader, x: torch.Tensor) -> TensorLoader:
     return TensorLoader(x, loader.x, loader.batch_size, loader.shuffle, loader.generator)
 
 
+def subset(splits: Splits, n: int) -> Splits:
+    """The first ``n`` images of every split (quick runs); loaders keep their settings."""
+    parts = {}
+    for name in ("train", "val", "test"):
+        loader = getattr(splits, name)
+        parts[name] = TensorLoader(loader.x[:n], loader.y[:n], loader.batch_size, loader.shuffle, loader.generator)
+    return Splits(splits.name, parts["train"], parts["val"], parts["test"], splits.input_shape, splits.num_classes)
+
+
 def reconstruction_data(splits: Splits, latent: int | None = None) -> Splits:
     """The same splits with the image as target: (x, x) for an autoencoder, (0, x) for a generative decoder.
 

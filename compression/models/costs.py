@@ -1,0 +1,99 @@
+"""FLOPs and wall time of training and of coding, for the three compression models (on top of pc_common.flops).
+
+Per sample, with c_E and c_D the MACs of one pass through the encoder and the decoder (×2 for FLOPs):
+
+    training step   bp-ae       3 (c_E + c_D) − c_first        (forward, input gradients, weight gradients)
+                    pc-decoder  (T + 1) c_D + T c_D + c_D = (2T + 2) c_D
+    coding          autoencoder c_E                            (one encoder pass)
+                    pc-decoder  (T + 1) c_D + T c_D = (2T + 1) c_D   (inference alone, weights frozen)
+
+and the PC autoencoder's step follows :func:`pc_common.flops.analytic_step_flops`. When c_E ≈ c_D (the mirrored
+MLP), coding by inference costs about 2T + 1 encoder passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from pc_common import PCConfig, flops
+
+from .coding import infer_codes, prior_mean
+from .networks import autoencoder, generative, halves
+
+
+def networks(arch: str, input_shape: Sequence[int], latent: int) -> dict[str, nn.Module]:
+    """The autoencoder (``ae``, for bp-ae and pc-ae), its ``encoder`` half, and the generative ``decoder``."""
+    ae = autoencoder(arch, input_shape, latent)
+    return {"ae": ae, "encoder": halves(ae)[0], "decoder": generative(arch, input_shape, latent)}
+
+
+def _encode(encoder: nn.Module, x: torch.Tensor) -> None:
+    with torch.no_grad():
+        encoder(x)
+
+
+def operations(nets: dict[str, nn.Module], x: torch.Tensor, latent: int, ae_pc: PCConfig, decoder_pc: PCConfig):
+    """The five operations compared, each as (analytic FLOPs, a callable that runs it once).
+
+    Returns:
+        ``{"bp-ae step", "pc-ae step", "pc-decoder step", "encoder pass", "pc-decoder coding"}``.
+    """
+    ae, encoder, decoder = nets["ae"], nets["encoder"], nets["decoder"]
+    batch, z0 = len(x), prior_mean(x, latent)
+    ae_costs, dec_costs = flops.layer_costs(ae, x), flops.layer_costs(decoder, z0)
+    return {
+        "bp-ae step": (flops.analytic_step_flops(ae_costs, batch, "bp")["total"],
+                       lambda: flops.bp_step(ae, x, x)),
+        "pc-ae step": (flops.analytic_step_flops(ae_costs, batch, "pc", T=ae_pc.T)["total"],
+                       lambda: flops.pc_step(ae, x, x, "mse", ae_pc)),
+        "pc-decoder step": (flops.analytic_step_flops(dec_costs, batch, "pc", T=decoder_pc.T)["total"],
+                            lambda: flops.pc_step(decoder, z0, x, "mse", decoder_pc)),
+        "encoder pass": (flops.analytic_step_flops(flops.layer_costs(encoder, x), batch, "bp")["forward"],
+                         lambda: _encode(encoder, x)),
+        "pc-decoder coding": (flops.analytic_inference_flops(dec_costs, batch, T=decoder_pc.T)["total"],
+                              lambda: infer_codes(decoder, x, latent, decoder_pc)),
+    }
+
+
+def agreement(nets: dict[str, nn.Module], x: torch.Tensor, latent: int, ae_pc: PCConfig,
+              decoder_pc: PCConfig) -> list[dict]:
+    """Analytic, fvcore (plain forward passes only) and FlopCounterMode counts of every operation, in FLOPs."""
+    rows = []
+    for name, net, inp in (("autoencoder forward", nets["ae"], x),
+                           ("decoder forward", nets["decoder"], prior_mean(x, latent))):
+        costs = flops.layer_costs(net, inp)
+
+        def forward(net=net, inp=inp):
+            with torch.no_grad():
+                net(inp)
+
+        rows.append({"operation": name,
+                     "analytic": flops.analytic_step_flops(costs, len(x), "bp")["forward"],
+                     "fvcore": 2 * flops.fvcore_forward(net, inp)[0][""],
+                     "counter": flops.counted_step_flops(forward)["total"]})
+    for name, (analytic, op) in operations(nets, x, latent, ae_pc, decoder_pc).items():
+        rows.append({"operation": name, "analytic": analytic, "fvcore": None,
+                     "counter": flops.counted_step_flops(op)["total"]})
+    return rows
+
+
+def ratios_vs_T(nets: dict[str, nn.Module], x: torch.Tensor, latent: int, ae_pc: PCConfig, decoder_pc: PCConfig,
+                Ts: Sequence[int], repeats: int = 5) -> dict[str, list[float]]:
+    """PC/BP ratios of FLOPs and of median wall time against T (the same T for both PC models).
+
+    Training: ``pc-ae step`` and ``pc-decoder step`` over ``bp-ae step``. Coding: ``pc-decoder coding`` over
+    ``encoder pass``. γ and momentum are those of the given configs (they do not change the cost).
+    """
+    out: dict[str, list[float]] = {"T": list(Ts)}
+    for T in Ts:
+        ops = operations(nets, x, latent, PCConfig(T, ae_pc.inference_lr, ae_pc.momentum),
+                         PCConfig(T, decoder_pc.inference_lr, decoder_pc.momentum))
+        seconds = {name: flops.time_step(op, repeats, warmup=1) for name, (_, op) in ops.items()}
+        for pc_name, ref in (("pc-ae step", "bp-ae step"), ("pc-decoder step", "bp-ae step"),
+                             ("pc-decoder coding", "encoder pass")):
+            out.setdefault(f"flop {pc_name}", []).append(ops[pc_name][0] / ops[ref][0])
+            out.setdefault(f"time {pc_name}", []).append(seconds[pc_name] / seconds[ref])
+    return out
