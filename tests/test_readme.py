@@ -23,7 +23,8 @@ INLINE = re.compile(r"`([^`\n]+)`")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 # A relative path: ASCII names joined by slashes (so not a URL, an absolute or home path, a placeholder or ∂F/∂Θ).
 PATHLIKE = re.compile(r"^[\w.*-]+(/[\w.*-]*)+$", re.ASCII)
-COMMAND = re.compile(r"^\s*(?:[A-Z_]+=\S+\s+)*python\s+(\S+\.py)([^\n`|]*)", re.M)
+# `python path/to/script.py ARGS` or `python -m package.module ARGS` (optionally after VAR=value settings).
+COMMAND = re.compile(r"^\s*(?:[A-Z_]+=\S+\s+)*python\s+(?:-m\s+([\w.]+)|(\S+\.py))([^\n`|]*)", re.M)
 
 
 def _code_texts() -> list[str]:
@@ -34,8 +35,12 @@ def _code_texts() -> list[str]:
 
 
 def _commands() -> list[tuple[str, str]]:
-    """(script, arguments) of every ``python path/to/script.py ...`` shown in code."""
-    return [(m.group(1), m.group(2)) for text in _code_texts() for m in COMMAND.finditer(text)]
+    """(script path, arguments) of every ``python script.py ...`` or ``python -m module ...`` shown in code."""
+    return [
+        (m.group(2) or m.group(1).replace(".", "/") + ".py", m.group(3))
+        for text in _code_texts()
+        for m in COMMAND.finditer(text)
+    ]
 
 
 def _outputs() -> set[str]:
@@ -84,7 +89,7 @@ def test_paths_in_code_exist():
 
 
 def test_scripts_exist_and_accept_the_options_shown():
-    """Each ``python script.py --option`` names an existing script that defines that option.
+    """Each ``python script.py --option`` (or ``python -m module``) names an existing script defining that option.
 
     Oracle: the script's own source (its argparse definitions), so a renamed flag breaks this test, not the reader.
     """
