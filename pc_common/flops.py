@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -187,13 +188,16 @@ def fvcore_forward(model: nn.Module, x: torch.Tensor):
 
     fvcore counts one fused multiply-add as one "flop": its numbers are MACs, half of FLOPs.
     """
-    from fvcore.nn import FlopCountAnalysis, flop_count_table
-
     was_training = model.training
     model.eval()
     try:
-        analysis = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        return dict(analysis.by_module()), flop_count_table(analysis, max_depth=1)
+        with warnings.catch_warnings():
+            # fvcore scripts and traces with torch.jit, which now warns that it is deprecated; counts are unaffected.
+            warnings.simplefilter("ignore", FutureWarning)
+            from fvcore.nn import FlopCountAnalysis, flop_count_table
+
+            analysis = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            return dict(analysis.by_module()), flop_count_table(analysis, max_depth=1)
     finally:
         model.train(was_training)
 
@@ -268,18 +272,23 @@ def counted_step_flops(step: Callable[[], None]) -> dict[str, int]:
     return {"total": int(counter.get_total_flops()), **by_op}
 
 
-def time_step(step: Callable[[], None], repeats: int = 20, warmup: int = 3) -> float:
-    """Median wall-clock seconds of one call of ``step`` (CUDA synchronised)."""
+def time_step(step: Callable[[], None], repeats: int = 20, warmup: int = 3, clock=time.perf_counter) -> float:
+    """Median seconds of one call of ``step`` (CUDA synchronised).
+
+    Args:
+        clock: ``time.perf_counter`` (wall time, the default) or ``time.process_time`` (CPU time of this process:
+            with one CPU thread, the compute time, unaffected by other jobs on a shared machine).
+    """
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     for _ in range(warmup):
         step()
     times = []
     for _ in range(repeats):
         sync()
-        start = time.perf_counter()
+        start = clock()
         step()
         sync()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
@@ -309,28 +318,30 @@ def three_way(model: nn.Module, x: torch.Tensor, y: torch.Tensor, T: int = 8, lo
 
 
 def ratios_vs_T(model: nn.Module, x: torch.Tensor, y: torch.Tensor, Ts, loss: str | Loss = "mse",
-                repeats: int = 5, config: PCConfig = PCConfig()) -> dict[str, list[float]]:
-    """PC/BP cost ratios of one training step against T: FLOPs (analytic) and measured wall time.
+                repeats: int = 5, config: PCConfig = PCConfig(), clock=time.perf_counter) -> dict[str, list[float]]:
+    """PC/BP cost ratios of one training step against T: FLOPs (analytic) and measured time.
 
     Two PC variants: ``pc`` (:func:`pc_common.infer`: stem once, weight gradient once) and ``every_step`` (a
-    ``backward()`` on F at each of the T + 1 evaluations: whole network, weight gradients every step).
+    ``backward()`` on F at each of the T + 1 evaluations: whole network, weight gradients every step). BP is timed
+    again beside every T, so that a drift of the machine's speed cancels in the ratio.
 
     Returns:
         ``{"T", "flop_pc", "flop_every_step", "time_pc", "time_every_step", "bp_seconds"}``, one value per T.
     """
     costs, batch = layer_costs(model, x), len(x)
     bp_flops = analytic_step_flops(costs, batch, "bp")["total"]
-    bp_seconds = time_step(lambda: bp_step(model, x, y, loss), repeats, warmup=1)
+    timed = lambda step: time_step(step, repeats, warmup=1, clock=clock)
     out: dict[str, list[float]] = {"T": list(Ts), "flop_pc": [], "flop_every_step": [], "time_pc": [],
-                                   "time_every_step": [], "bp_seconds": [bp_seconds] * len(Ts)}
+                                   "time_every_step": [], "bp_seconds": []}
     for T in Ts:
         cfg = PCConfig(T=T, inference_lr=config.inference_lr, momentum=config.momentum)
         out["flop_pc"].append(analytic_step_flops(costs, batch, "pc", T=T)["total"] / bp_flops)
         out["flop_every_step"].append(
             analytic_step_flops(costs, batch, "pc", T=T, weight_grads_every_step=True, stem_once=False)["total"]
             / bp_flops)
-        out["time_pc"].append(time_step(lambda c=cfg: pc_step(model, x, y, loss, c), repeats, warmup=1) / bp_seconds)
-        out["time_every_step"].append(
-            time_step(lambda c=cfg: pc_step_weight_grads_every_step(model, x, y, loss, c), repeats, warmup=1)
-            / bp_seconds)
+        bp_seconds = timed(lambda: bp_step(model, x, y, loss))
+        out["bp_seconds"].append(bp_seconds)
+        out["time_pc"].append(timed(lambda c=cfg: pc_step(model, x, y, loss, c)) / bp_seconds)
+        out["time_every_step"].append(timed(lambda c=cfg: pc_step_weight_grads_every_step(model, x, y, loss, c))
+                                      / bp_seconds)
     return out
