@@ -26,6 +26,7 @@ from compression.models import (
     reconstruction_data,
     reconstruction_metrics,
 )
+from compression.models.costs import agreement, networks, ratios_vs_T
 
 SHAPES = [(1, 28, 28), (3, 32, 32)]
 
@@ -237,3 +238,20 @@ def test_gaussian_samples_follow_the_fitted_gaussian():
     samples = gaussian_samples(codes, 200_000, g)
     assert torch.allclose(samples.mean(0), codes.mean(0), atol=0.01)
     assert torch.allclose(torch.cov(samples.T), torch.cov(codes.T), atol=0.01)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_flop_counts_agree_including_transposed_convolutions(arch):
+    """Analytic, fvcore and FlopCounterMode counts agree for every compared operation (ConvTranspose2d forward and
+    backward included, which torch.profiler counts as zero): the cost figures rest on this."""
+    nets = networks(arch, (1, 28, 28), 16)
+    rows = agreement(nets, torch.rand(4, 1, 28, 28), 16, pc.PCConfig(T=2), pc.PCConfig(T=3))
+    for r in rows:
+        assert r["analytic"] == r["counter"] and r["fvcore"] in (None, r["analytic"]), r
+
+
+def test_coding_by_inference_costs_2T_plus_1_encoder_passes():
+    """For the mirrored MLP (c_E = c_D), inference costs (T + 1) forward + T backward decoder passes = 2T + 1."""
+    nets = networks("mlp", (1, 28, 28), 64)
+    ratios = ratios_vs_T(nets, torch.rand(2, 1, 28, 28), 64, pc.PCConfig(T=1), pc.PCConfig(T=1), [1, 6], repeats=1)
+    assert ratios["flop pc-decoder coding"] == [3.0, 13.0]
