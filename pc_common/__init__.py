@@ -13,7 +13,7 @@ from .energy import cross_entropy, energy, get_loss, layer_energies, prediction_
 from .inference import InferenceResult, PCConfig, bp_gradients, infer
 from .layers import PCLayer, neurons, pc_layers, pc_mode, predictions, release, weights
 from .training import History, check_input_shape, evaluate, fit, train_step
-from .utils import pick_device, quick_mode, seed_everything
+from .utils import pick_device, quick_mode, results_dir, seed_everything
 
 __all__ = [
     "DATASETS",
@@ -42,6 +42,7 @@ __all__ = [
     "prediction_energy",
     "predictions",
     "quick_mode",
+    "results_dir",
     "release",
     "seed_everything",
     "squared_error",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,3 +34,14 @@ def seed_everything(seed: int) -> torch.Generator:
 def quick_mode() -> bool:
     """True when ``PC_QUICK=1`` (set by ``make test``): notebooks then run a few tiny steps for nbval."""
     return os.environ.get(QUICK_ENV, "") not in ("", "0")
+
+
+def results_dir(path: str | Path = "results") -> Path:
+    """Where a notebook saves its figures and JSON: ``path`` on a full run (``make run``).
+
+    In quick mode it is a fresh temporary folder instead, so that nbval (``make test``) never overwrites the
+    committed results with the numbers of a few tiny steps.
+    """
+    if quick_mode():
+        return Path(tempfile.mkdtemp(prefix="pc_quick_"))
+    return Path(path)
