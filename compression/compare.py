@@ -1,6 +1,6 @@
 """Compare a BP autoencoder, the same autoencoder trained by PC, and a PC generative decoder on reconstruction.
 
-    python -m compression.compare --model bp-ae pc-ae pc-decoder --dataset mnist-5k --latent 64 --epochs 10 \
+    python compression/compare.py --model bp-ae pc-ae pc-decoder --dataset mnist-5k --latent 64 --epochs 10 \
         --seeds 3 --json compression/results/compare.json
 
 For every model and seed it trains on the training split, keeps the best-validation epoch, and reports the test MSE
@@ -17,9 +17,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from compression.models import ARCHS, MODELS, default_config, format_table, run, summary
 from pc_common import DATASETS, EMBEDDED, DatasetUnavailableError, load_dataset, pick_device
-
-from .models import ARCHS, MODELS, default_config, format_table, run, summary
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -28,23 +28,12 @@ def _max_relative_error(a, b):
     return max(float((a[n] - b[n]).norm() / b[n].norm()) for n in b)
 
 
-def test_tanh_rnn_matches_torch_rnn():
-    """Outside inference the value nodes are the identity: TanhRNN is torch's Elman RNN (the BP model is standard)."""
+@pytest.mark.parametrize("ours, reference", [(TanhRNN, nn.RNN), (LSTM, nn.LSTM)])
+def test_cells_match_torch(ours, reference):
+    """Outside inference the value nodes are the identity: TanhRNN is torch's Elman RNN and LSTM is torch's LSTM
+    (same i, f, g, o gate order and equations), so the BP models are standard."""
     torch.manual_seed(0)
-    ours, ref = TanhRNN(3, 5).double(), nn.RNN(3, 5, batch_first=True).double()
-    with torch.no_grad():
-        ref.weight_ih_l0.copy_(ours.input.weight)
-        ref.bias_ih_l0.copy_(ours.input.bias)
-        ref.weight_hh_l0.copy_(ours.recurrent.weight)
-        ref.bias_hh_l0.zero_()
-    x = torch.randn(2, 7, 3, dtype=torch.float64)
-    torch.testing.assert_close(ours(x), ref(x)[0], rtol=0, atol=1e-12)
-
-
-def test_lstm_matches_torch_lstm():
-    """With its nodes as identities our LSTM is torch's LSTM (same i, f, g, o gate order and equations)."""
-    torch.manual_seed(0)
-    ours, ref = LSTM(3, 5).double(), nn.LSTM(3, 5, batch_first=True).double()
+    ours, ref = ours(3, 5).double(), reference(3, 5, batch_first=True).double()
     with torch.no_grad():
         ref.weight_ih_l0.copy_(ours.input.weight)
         ref.bias_ih_l0.copy_(ours.input.bias)
