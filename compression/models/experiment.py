@@ -28,11 +28,13 @@ RULES = {"bp-ae": "bp", "pc-ae": "pc", "pc-decoder": "pc"}
 # Inference settings chosen on the validation split of mnist-5k (MLP, latent 64, 3 epochs, batch 64, α = 2e-3; the
 # sweep is recorded in compression/results/tuning_mnist-5k.json). Decoder: among T ∈ {20, 35, 50},
 # γ ∈ {0.05, 0.1, 0.2, 0.3}, momentum ∈ {0, 0.5, 0.8}, the lowest validation MSE whose energy never rose during
-# inference on the trained decoder (T = 50 was 2% better than T = 35 for 43% more inference). Autoencoder: a small
-# grid (T ∈ {4, 8}, γ ∈ {0.1, 0.2}, momentum ∈ {0, 0.5}), all within 3%. At these settings the energy falls
-# monotonically (tests/test_compression.py).
+# inference on the trained decoder (T = 50 was 2% better than T = 35 for 43% more inference). That was momentum 0.8
+# after 3 epochs; after the notebook's 10 epochs its energy rose at 3 of 35 steps (heavy-ball overshoot near the
+# minimum), so the decoder uses the best setting whose energy still falls at every step after 10 epochs, momentum 0.5
+# (the "ten_epoch_check" in the JSON). Autoencoder: a small grid (T ∈ {4, 8}, γ ∈ {0.1, 0.2}, momentum ∈ {0, 0.5}),
+# all within 3%. At these settings the energy falls monotonically (tests/test_compression.py).
 AE_PC = PCConfig(T=8, inference_lr=0.1)
-DECODER_PC = PCConfig(T=35, inference_lr=0.05, momentum=0.8)
+DECODER_PC = PCConfig(T=35, inference_lr=0.05, momentum=0.5)
 
 
 def default_config(name: str) -> PCConfig | None:
@@ -155,7 +157,7 @@ def format_table(rows: list[dict]) -> str:
     lines = [head, "-" * len(head)]
     ref = rows[0]
     for r in rows:
-        mse = f"{r['test_mse']:.5f} ± {r['test_mse_std']:.5f}"
+        mse = f"{r['test_mse']:.5f}" + (f" ± {r['test_mse_std']:.5f}" if r["seeds"] > 1 else "")
         train_ratio = r["train_seconds_per_epoch"] / ref["train_seconds_per_epoch"]
         test_ratio = r["test_seconds_per_batch"] / ref["test_seconds_per_batch"]
         lines.append(f"{r['model']:<11} {mse:>18} {r['parameters']:>9,} {r['train_seconds_per_epoch']:>14.3f} "
