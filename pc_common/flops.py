@@ -12,15 +12,18 @@ gradient. For a batch of B samples, with FLOPs = 2 × MACs (one multiply and one
 (the transposed convolution scatters a k_h × k_w kernel from every *input* pixel). The step costs are then
 
     BP  = Σ_ℓ c_ℓ (forward) + Σ_ℓ c_ℓ (weight grad) + Σ_{ℓ ≠ first} c_ℓ (input grad)
-    PC  = Σ_{ℓ ∈ stem} c_ℓ + (T + 1) Σ_{ℓ ∈ body} c_ℓ + T Σ_{ℓ ∈ body} c_ℓ + Σ_ℓ c_ℓ (weight grad) + Σ_{ℓ ∈ R} c_ℓ
+    PC  = Σ_{ℓ ∈ stem} c_ℓ + (T + 1) Σ_{ℓ ∈ body} c_ℓ + (T − 1) Σ_{ℓ ∈ body} c_ℓ + Σ_{ℓ ∈ top} c_ℓ
+          + Σ_ℓ c_ℓ (weight grad) + Σ_{ℓ ∈ R} c_ℓ
 
 as :func:`pc_common.infer` computes it: the stem (layers before the first value node of an ``nn.Sequential``)
 depends on no neuron and runs once per batch; the body runs T + 1 times (the feed-forward sweep, then after each
 of the T updates; the last pass is recorded for the weight gradient); each of the T neuron updates sends errors back
-through the body (input gradients only: no weight gradient during inference); the weight gradient is taken once, at
-the relaxed state. The first layer never needs an input gradient (its input is the data), and in the weight-gradient
-pass only the layers R that are not the first of their segment (the layers between two value nodes) need one: a
-neuron is a leaf, so the error of a segment stops there.
+through the body (input gradients only: no weight gradient during inference), except the first: after the exact
+feed-forward sweep every hidden error is zero, so only the output error is sent back, through the layers of the top
+segment (after the last value node); the weight gradient is taken once, at the relaxed state. The first layer never
+needs an input gradient (its input is the data), and in the weight-gradient pass only the layers R that are not the
+first of their segment (the layers between two value nodes) need one: a neuron is a leaf, so the error of a segment
+stops there.
 
 The three counts: :func:`analytic_step_flops` (these formulas), :func:`fvcore_forward` (fvcore's per-module
 forward table, in MACs) and :func:`counted_step_flops` (``FlopCounterMode`` over a real BP or PC step, forward and
@@ -153,14 +156,17 @@ def analytic_step_flops(
         stem = [lc for lc in costs if stem_once and lc.stem]
         # During inference only layers with a neuron upstream send errors back (segment ≥ 1).
         sends = [lc for lc in costs if lc.segment >= 1]
+        # The first update sends only the output error (the hidden errors are zero after the sweep): top segment.
+        top = [lc for lc in sends if lc.segment == max(x.segment for x in costs)]
         # At the weight-gradient pass neurons are leaves: an error travels back only within its own segment.
         within = [lc for lc in costs if not lc.first_in_segment and not lc.input_from_data]
         fwd = c(stem) + (T + 1) * c(body)
-        igrad = T * c(sends) + c(within)
         wgrad = c(costs) * (T + 1 if weight_grads_every_step else 1)
         if weight_grads_every_step:
-            # The full backward pass of each update also sends errors within segments (for those weight grads).
-            igrad += T * c([lc for lc in within if lc.segment == 0])
+            # A backward() on F at every update sends every error back, and within segments (for those weight grads).
+            igrad = T * c(sends) + c(within) + T * c([lc for lc in within if lc.segment == 0])
+        else:
+            igrad = (T - 1) * c(sends) + c(top) + c(within) if T else c(within)
     else:
         raise ValueError(f"unknown rule {rule!r}")
     return {"forward": fwd, "input_grad": igrad, "weight_grad": wgrad, "total": fwd + igrad + wgrad}
@@ -169,7 +175,8 @@ def analytic_step_flops(
 def analytic_inference_flops(costs: list[LayerCost], batch: int, T: int = 8) -> dict[str, int]:
     """FLOPs of PC inference alone, ``infer(..., weight_grads=False)`` (e.g. inferring codes at test time).
 
-        forward = Σ_{ℓ ∈ stem} c_ℓ + (T + 1) Σ_{ℓ ∈ body} c_ℓ,   input_grad = T Σ_{ℓ ∈ sends} c_ℓ   (× 2B FLOPs)
+        forward = Σ_{ℓ ∈ stem} c_ℓ + (T + 1) Σ_{ℓ ∈ body} c_ℓ,
+        input_grad = (T − 1) Σ_{ℓ ∈ sends} c_ℓ + Σ_{ℓ ∈ top} c_ℓ   (× 2B FLOPs)
 
     the PC step of :func:`analytic_step_flops` without its weight-gradient pass (the last of the T + 1 forward
     passes then records no graph, but still costs a forward).

@@ -3,12 +3,14 @@
 Per sample, with c_E and c_D the MACs of one pass through the encoder and the decoder (×2 for FLOPs):
 
     training step   bp-ae       3 (c_E + c_D) − c_first        (forward, input gradients, weight gradients)
-                    pc-decoder  (T + 1) c_D + T c_D + c_D = (2T + 2) c_D
+                    pc-decoder  (T + 1) c_D + (T − 1) c_D + c_out + c_D = (2T + 1) c_D + c_out
     coding          autoencoder c_E                            (one encoder pass)
-                    pc-decoder  (T + 1) c_D + T c_D = (2T + 1) c_D   (inference alone, weights frozen)
+                    pc-decoder  (T + 1) c_D + (T − 1) c_D + c_out = 2T c_D + c_out   (inference alone, weights frozen)
 
-and the PC autoencoder's step follows :func:`pc_common.flops.analytic_step_flops`. When c_E ≈ c_D (the mirrored
-MLP), coding by inference costs about 2T + 1 encoder passes.
+where c_out is the decoder's output layer (the first inference step sends back only the output error: the hidden
+errors are zero after the feed-forward sweep), and the PC autoencoder's step follows
+:func:`pc_common.flops.analytic_step_flops`. When c_E ≈ c_D (the mirrored MLP, where c_out is most of c_D), coding
+by inference costs about 2T + 1 encoder passes.
 """
 
 from __future__ import annotations
