@@ -66,3 +66,41 @@ def test_failed_download_names_the_embedded_alternative(monkeypatch, tmp_path, n
     with pytest.raises(pc.DatasetUnavailableError) as err:
         pc.load_dataset(name, root=tmp_path)
     assert f"'{name}'" in str(err.value) and "mnist-5k" in str(err.value)
+
+
+class _FakeTorchvision:
+    """Stands in for a torchvision dataset class, storing images the way that class does (documented layouts):
+    MNIST / FashionMNIST a uint8 tensor (N, 28, 28) and ``targets``; CIFAR10 a uint8 array (N, 32, 32, 3) and a
+    ``targets`` list; SVHN a uint8 array (N, 3, 32, 32) and ``labels``."""
+
+    layouts = {"MNIST": (28, 28), "FashionMNIST": (28, 28), "CIFAR10": (32, 32, 3), "SVHN": (3, 32, 32)}
+
+    def __init__(self, cls: str, root, train=True, split=None, download=False):
+        n = 40 if (train if split is None else split == "train") else 15
+        g = torch.Generator().manual_seed(n)
+        data = torch.randint(0, 256, (n, *self.layouts[cls]), generator=g, dtype=torch.uint8)
+        labels = torch.arange(n) % 10
+        if cls in ("MNIST", "FashionMNIST"):
+            self.data, self.targets = data, labels
+        elif cls == "CIFAR10":
+            self.data, self.targets = data.numpy(), labels.tolist()
+        else:
+            self.data, self.labels = data.numpy(), labels.numpy()
+
+
+@pytest.mark.parametrize("name, cls, shape", [
+    ("mnist", "MNIST", (1, 28, 28)), ("fashion-mnist", "FashionMNIST", (1, 28, 28)),
+    ("cifar10", "CIFAR10", (3, 32, 32)), ("svhn", "SVHN", (3, 32, 32)),
+])
+def test_torchvision_datasets_become_channel_first_tensors(monkeypatch, tmp_path, name, cls, shape):
+    """A downloaded dataset (faked in its own storage layout) becomes (N, C, H, W) floats in [0, 1] = bytes / 255,
+    with ``val_size`` training images held out for validation and the test split from the test set."""
+    monkeypatch.setattr(torchvision.datasets, cls, lambda *a, **k: _FakeTorchvision(cls, *a, **k))
+    splits = pc.load_dataset(name, batch_size=8, val_size=10, root=tmp_path, device="cpu")
+    assert splits.input_shape == shape and splits.num_classes == 10
+    assert (len(splits.train.x), len(splits.val.x), len(splits.test.x)) == (30, 10, 15)
+    raw = _FakeTorchvision(cls, tmp_path, train=False, split="test")
+    first = torch.as_tensor(raw.data[0]).float() / 255
+    expected = first.permute(2, 0, 1) if cls == "CIFAR10" else first.reshape(shape)
+    torch.testing.assert_close(splits.test.x[0], expected, rtol=0, atol=0)
+    assert splits.test.y.tolist() == (torch.arange(15) % 10).tolist()
