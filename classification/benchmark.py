@@ -13,7 +13,6 @@ import argparse
 import copy
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -21,18 +20,17 @@ import torch
 from classification.compare import LEARNING_RATES
 from classification.models import ACTIVATION, ACTIVATIONS, mlp
 from pc_common import PCConfig, load_dataset, pick_device, seed_everything, train_step
-from pc_common.flops import analytic_step_flops, layer_costs
+from pc_common.flops import analytic_step_flops, layer_costs, time_step
 
 
 def epoch_seconds(model, optimizer, loader, rule: str, pc: PCConfig) -> float:
     """Wall-clock seconds of one pass of training steps over ``loader`` (CUDA synchronised)."""
-    sync = torch.cuda.synchronize if loader.x.is_cuda else (lambda: None)
-    sync()
-    start = time.perf_counter()
-    for x, y in loader:
-        train_step(model, optimizer, x, y, rule, "mse", pc)
-    sync()
-    return time.perf_counter() - start
+
+    def epoch():
+        for x, y in loader:
+            train_step(model, optimizer, x, y, rule, "mse", pc)
+
+    return time_step(epoch, repeats=1, warmup=0)
 
 
 def benchmark(repeats: int = 7, T: int = 8, batch_size: int = 128, act: str = ACTIVATION, device: str = "cpu",

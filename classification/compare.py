@@ -19,7 +19,6 @@ Adding a model is one entry in :data:`MODELS` (a builder from the dataset's inpu
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import statistics
@@ -27,7 +26,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -40,10 +38,9 @@ from pc_common import (
     DatasetUnavailableError,
     PCConfig,
     Splits,
-    fit,
     load_dataset,
     pick_device,
-    seed_everything,
+    train_rules,
 )
 from pc_common.training import RULES
 
@@ -103,18 +100,15 @@ def compare(
     histories: dict[str, list] = {rule: [] for rule in RULES}
     device = data.train.x.device
     for seed in tqdm(seeds, desc="seeds", disable=not progress):
-        seed_everything(seed)
-        initial = build().to(device)
+        # The same initial weights and the same batch order for both rules.
+        models, runs = train_rules(lambda: build().to(device), data, {"bp": None, "pc": pc}, seed=seed, epochs=epochs,
+                                   lr=lr, loss=loss, max_batches=max_batches, progress=progress)
         for rule in RULES:
-            # The same initial weights and the same batch order for both rules.
-            data.train.generator = torch.Generator().manual_seed(seed)
-            model = copy.deepcopy(initial)
-            histories[rule].append(fit(model, data, rule, epochs=epochs, lr=lr[rule], loss=loss, pc=pc,
-                                       max_batches=max_batches, progress=progress))
+            histories[rule].append(runs[rule])
     shared = {
         "dataset": data.name, "device": str(device), "epochs": epochs, "seeds": list(seeds),
         "batch_size": data.train.batch_size, "loss": loss, "optimizer": "Adam",
-        "parameters": sum(p.numel() for p in initial.parameters()), **(hyperparameters or {}),
+        "parameters": sum(p.numel() for p in models["bp"].parameters()), **(hyperparameters or {}),
     }
     results = {}
     for rule, runs in histories.items():

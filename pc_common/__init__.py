@@ -12,7 +12,7 @@ from .data import DATASETS, EMBEDDED, DatasetUnavailableError, Splits, TensorLoa
 from .energy import cross_entropy, energy, get_loss, layer_energies, prediction_energy, squared_error
 from .inference import InferenceResult, PCConfig, bp_gradients, infer
 from .layers import PCLayer, neurons, pc_layers, pc_mode, predictions, release, weights
-from .training import History, check_input_shape, evaluate, fit, train_step
+from .training import History, check_input_shape, evaluate, fit, train_rules, train_step
 from .utils import pick_device, quick_mode, results_dir, seed_everything
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "release",
     "seed_everything",
     "squared_error",
+    "train_rules",
     "train_step",
     "weights",
 ]

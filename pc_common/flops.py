@@ -130,6 +130,12 @@ def layer_costs(model: nn.Module, x: torch.Tensor) -> list[LayerCost]:
     return calls
 
 
+def _within_segments(costs: list[LayerCost]) -> list[LayerCost]:
+    """The layers R that send an error back in the weight-gradient pass: neurons are leaves there, so an error
+    travels back only within its own segment (and never into the data)."""
+    return [lc for lc in costs if not lc.first_in_segment and not lc.input_from_data]
+
+
 def analytic_step_flops(
     costs: list[LayerCost], batch: int, rule: str = "bp", T: int = 8, weight_grads_every_step: bool = False,
     stem_once: bool = True,
@@ -158,8 +164,7 @@ def analytic_step_flops(
         sends = [lc for lc in costs if lc.segment >= 1]
         # The first update sends only the output error (the hidden errors are zero after the sweep): top segment.
         top = [lc for lc in sends if lc.segment == max(x.segment for x in costs)]
-        # At the weight-gradient pass neurons are leaves: an error travels back only within its own segment.
-        within = [lc for lc in costs if not lc.first_in_segment and not lc.input_from_data]
+        within = _within_segments(costs)
         fwd = c(stem) + (T + 1) * c(body)
         wgrad = c(costs) * (T + 1 if weight_grads_every_step else 1)
         if weight_grads_every_step:
@@ -185,8 +190,7 @@ def analytic_inference_flops(costs: list[LayerCost], batch: int, T: int = 8) -> 
         ``{"forward", "input_grad", "total"}`` in FLOPs for the whole batch.
     """
     step = analytic_step_flops(costs, batch, "pc", T=T)
-    within = 2 * batch * sum(lc.macs for lc in costs if not lc.first_in_segment and not lc.input_from_data)
-    igrad = step["input_grad"] - within
+    igrad = step["input_grad"] - 2 * batch * sum(lc.macs for lc in _within_segments(costs))
     return {"forward": step["forward"], "input_grad": igrad, "total": step["forward"] + igrad}
 
 

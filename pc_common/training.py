@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .data import Splits, TensorLoader
 from .energy import Loss, get_loss
 from .inference import PCConfig, bp_gradients, infer
+from .utils import seed_everything
 
 RULES = ("bp", "pc")
 Evaluator = Callable[[nn.Module, TensorLoader], dict[str, float]]
@@ -177,16 +178,21 @@ def fit(
     best_state, best_score = None, None
     model.train()
     for epoch in tqdm(range(epochs), desc=f"{rule.upper()} epochs", disable=not progress):
-        start, total, correct, energy, n = time.perf_counter(), 0.0, 0, 0.0, 0
+        # Running sums stay on the device (float64): reading them every batch would stall a GPU at each step.
+        start, n = time.perf_counter(), 0
+        sums = torch.zeros(3, dtype=torch.float64, device=data.train.x.device)  # loss, correct, energy
         batches = tqdm(data.train, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
         for b, (x, y) in enumerate(batches):
             if max_batches is not None and b >= max_batches:
                 break
             output, energies = train_step(model, opt, x, y, rule, loss, pc)
-            total += float(loss_fn(output, y).sum())
-            correct += float(accuracy(output, y)) if classify else 0
-            energy += float(energies[-1]) * len(x) if energies is not None else 0.0
+            sums[0] += loss_fn(output, y).sum().double()
+            if classify:
+                sums[1] += accuracy(output, y).double()
+            if energies is not None:
+                sums[2] += energies[-1].double() * len(x)
             n += len(x)
+        total, correct, energy = sums.tolist()
         record = {"epoch": epoch + 1, "seconds": time.perf_counter() - start, "train_loss": total / n}
         if classify:
             record["train_accuracy"] = correct / n
@@ -201,3 +207,42 @@ def fit(
     if best_state is not None:
         model.load_state_dict(best_state)
     return history
+
+
+def train_rules(
+    build: Callable[[], nn.Module],
+    data: Splits,
+    rules: dict[str, PCConfig | None],
+    *,
+    seed: int = 0,
+    epochs: int = 10,
+    lr: float | dict[str, float] = 1e-3,
+    **fit_options,
+) -> tuple[dict[str, nn.Module], dict[str, History]]:
+    """Train one copy of the same initial network per learning rule, on the same batch order.
+
+    A comparison is fair only if the learning rule is the *only* difference: ``build()`` runs once, right after
+    seeding, every rule trains a copy of that network, and the training batches come in the same order for each.
+
+    Args:
+        build: makes the network (on the data's device).
+        data: train / validation / test loaders.
+        rules: ``{name: PCConfig}`` for PC and ``{name: None}`` for BP, e.g. ``{"bp": None, "pc": PCConfig()}``.
+        seed: fixes the initial weights and the batch order.
+        epochs: passes over the training split.
+        lr: α, one for every rule or ``{name: α}``.
+        **fit_options: passed to :func:`fit` (``loss``, ``max_batches``, ``progress``, …).
+
+    Returns:
+        ({name: trained model at its best-validation epoch}, {name: :class:`History`}).
+    """
+    seed_everything(seed)
+    initial = build()
+    models, histories = {}, {}
+    for name, config in rules.items():
+        data.train.generator = torch.Generator().manual_seed(seed)
+        models[name] = copy.deepcopy(initial)
+        histories[name] = fit(models[name], data, "bp" if config is None else "pc", epochs=epochs,
+                              lr=lr[name] if isinstance(lr, dict) else lr, pc=config or PCConfig(), **fit_options)
+    return models, histories
+

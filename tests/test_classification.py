@@ -71,7 +71,7 @@ def test_cnn_rejects_indivisible_inputs():
 
 
 def test_both_rules_start_from_the_same_weights_and_batches(digits, monkeypatch):
-    """compare() hands BP and PC identical initial weights and the same batch order for every seed.
+    """compare() (through train_rules) hands BP and PC identical initial weights and the same batch order for every seed.
 
     The comparison is fair only if the learning rule is the *only* difference.
     """
@@ -82,7 +82,7 @@ def test_both_rules_start_from_the_same_weights_and_batches(digits, monkeypatch)
         seen.append((rule, [p.detach().clone() for p in model.parameters()], first_batch.clone()))
         return pc.History(rule, epochs=[{"seconds": 1.0, "val_accuracy": 0.5, "test_accuracy": 0.5}], best_epoch=0)
 
-    monkeypatch.setattr(compare, "fit", spy)
+    monkeypatch.setattr(pc.training, "fit", spy)
     compare.compare(lambda: mlp(), digits, seeds=[0, 1], epochs=1, lr={"bp": 1e-3, "pc": 1e-3}, progress=False)
     assert [rule for rule, _, _ in seen] == ["bp", "pc", "bp", "pc"]
     for (_, w_bp, b_bp), (_, w_pc, b_pc) in (seen[0:2], seen[2:4]):

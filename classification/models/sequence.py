@@ -14,13 +14,11 @@ time) and with PC. Fixed-prediction PC at γ = 1 needs T ≥ :func:`depth` to be
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from pc_common import PCConfig, fit, seed_everything
 from pc_common.recurrent import LSTM, LastStep, PerStep, TanhRNN
 
 CELLS = ("rnn", "lstm")
@@ -78,25 +76,3 @@ def depth(cell: str, steps: int, gate_nodes: bool = True) -> int:
     """
     per_step = {"rnn": 1, "lstm": 3 if gate_nodes else 2}[cell]
     return per_step * steps
-
-
-def train_rules(
-    build, data, rules: dict, *, seed: int = 0, epochs: int = 5, lr: float = 3e-3, loss: str = "ce", **fit_options
-) -> tuple[dict[str, nn.Module], dict]:
-    """Train one copy of the same initial network per learning rule, on the same batch order.
-
-    Like ``classification/compare.py`` for one seed, but it keeps the trained models (to sample text from them) and
-    takes any number of rules, e.g. ``{"BP": None, "PC": PCConfig(...)}`` (None is BP).
-
-    Returns:
-        ({name: trained model}, {name: :class:`~pc_common.History`}).
-    """
-    seed_everything(seed)
-    initial = build()
-    models, histories = {}, {}
-    for name, config in rules.items():
-        data.train.generator = torch.Generator().manual_seed(seed)
-        models[name] = copy.deepcopy(initial)
-        histories[name] = fit(models[name], data, "bp" if config is None else "pc", epochs=epochs, lr=lr, loss=loss,
-                              pc=config or PCConfig(), **fit_options)
-    return models, histories

@@ -12,13 +12,13 @@ Test MSE is read at the best-validation epoch (lowest validation ½‖x − x̂�
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import asdict
 
 import torch
 from torch import nn
 
 from pc_common import PCConfig, Splits, fit, seed_everything
+from pc_common.flops import time_step
 
 from .coding import autoencoder_evaluator, decode, decoder_evaluator, infer_codes, reconstruction_data
 from .networks import autoencoder, generative
@@ -99,15 +99,7 @@ def reconstruct(name: str, model: nn.Module, images: torch.Tensor, latent: int, 
 def seconds_per_batch(name: str, model: nn.Module, images: torch.Tensor, latent: int, pc: PCConfig | None,
                       repeats: int = 3) -> float:
     """Median wall-clock seconds to code and reconstruct one test batch (PC pays its inference here)."""
-    sync = torch.cuda.synchronize if images.is_cuda else (lambda: None)
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        reconstruct(name, model, images, latent, pc)
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return time_step(lambda: reconstruct(name, model, images, latent, pc), repeats, warmup=0)
 
 
 def run(name: str, splits: Splits, *, arch: str = "mlp", latent: int = 64, epochs: int = 5, lr: float = 1e-3,
