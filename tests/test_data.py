@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
+import struct
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
 
 import pc_common as pc
-from pc_common.data import MNIST5K_SPLIT
+from pc_common.data import IDX_FILES, MNIST5K_SPLIT, SYSTEM_DIRS, read_idx
 
 
 def test_mnist5k_split_is_stratified_and_disjoint(digits):
@@ -54,9 +57,15 @@ def test_unknown_dataset_lists_choices():
         pc.load_dataset("mnist5k")
 
 
+@pytest.fixture
+def no_system_data(monkeypatch):
+    """Hide system-wide dataset packages, so that a test sees only the folders it makes."""
+    monkeypatch.setattr("pc_common.data.SYSTEM_DIRS", {})
+
+
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10", "svhn"])
-def test_failed_download_names_the_embedded_alternative(monkeypatch, tmp_path, name):
-    """Offline, a torchvision dataset fails with an error that names it and the embedded mnist-5k."""
+def test_failed_download_names_the_embedded_alternative(monkeypatch, tmp_path, no_system_data, name):
+    """Offline, a dataset that is not on disk fails with an error that names it and the embedded mnist-5k."""
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
@@ -92,7 +101,7 @@ class _FakeTorchvision:
     ("mnist", "MNIST", (1, 28, 28)), ("fashion-mnist", "FashionMNIST", (1, 28, 28)),
     ("cifar10", "CIFAR10", (3, 32, 32)), ("svhn", "SVHN", (3, 32, 32)),
 ])
-def test_torchvision_datasets_become_channel_first_tensors(monkeypatch, tmp_path, name, cls, shape):
+def test_torchvision_datasets_become_channel_first_tensors(monkeypatch, tmp_path, no_system_data, name, cls, shape):
     """A downloaded dataset (faked in its own storage layout) becomes (N, C, H, W) floats in [0, 1] = bytes / 255,
     with ``val_size`` training images held out for validation and the test split from the test set."""
     monkeypatch.setattr(torchvision.datasets, cls, lambda *a, **k: _FakeTorchvision(cls, *a, **k))
@@ -104,3 +113,86 @@ def test_torchvision_datasets_become_channel_first_tensors(monkeypatch, tmp_path
     expected = first.permute(2, 0, 1) if cls == "CIFAR10" else first.reshape(shape)
     torch.testing.assert_close(splits.test.x[0], expected, rtol=0, atol=0)
     assert splits.test.y.tolist() == (torch.arange(15) % 10).tolist()
+
+
+def write_idx(path: Path, array: torch.Tensor) -> None:
+    """Write uint8 ``array`` as an IDX file, gzipped like the originals: 0, 0, 0x08, ndim, big-endian int32 sizes."""
+    header = bytes([0, 0, 0x08, array.dim()]) + struct.pack(f">{array.dim()}i", *array.shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.numpy().tobytes())
+
+
+def fake_idx_folder(folder: Path, n_train: int = 30, n_test: int = 12) -> dict[bool, tuple]:
+    """Four IDX files with seeded random images and labels 0…9 cycling; returns {train?: (images, labels)}."""
+    g = torch.Generator().manual_seed(5)
+    parts = {}
+    for train, n in ((True, n_train), (False, n_test)):
+        images = torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8)
+        labels = (torch.arange(n) * 3 % 10).to(torch.uint8)
+        for stem, array in zip(IDX_FILES[train], (images, labels)):
+            write_idx(folder / f"{stem}.gz", array)
+        parts[train] = images, labels
+    return parts
+
+
+def test_read_idx_round_trips(tmp_path):
+    """The reader returns exactly the bytes and shape that were written (header worked by hand above)."""
+    array = torch.randint(0, 256, (3, 4, 5), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    write_idx(tmp_path / "a.gz", array)
+    assert torch.equal(read_idx(tmp_path / "a.gz"), array)
+    (tmp_path / "b").write_bytes(gzip.decompress((tmp_path / "a.gz").read_bytes()))  # the uncompressed form too
+    assert torch.equal(read_idx(tmp_path / "b"), array)
+
+
+@pytest.mark.parametrize("layout", ["flat", "torchvision"])
+def test_idx_files_in_the_data_dir_need_no_download(monkeypatch, tmp_path, no_system_data, layout):
+    """IDX files in $PC_DATA_DIR (flat, or torchvision's FashionMNIST/raw/) are read as they are: torchvision is
+    never asked, the held-out validation images come from the training files, the test split is the t10k files."""
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", lambda *a, **k: pytest.fail("tried to download"))
+    folder = tmp_path if layout == "flat" else tmp_path / "FashionMNIST" / "raw"
+    parts = fake_idx_folder(folder)
+    monkeypatch.setenv("PC_DATA_DIR", str(tmp_path))
+    splits = pc.load_dataset("fashion-mnist", val_size=5, device="cpu")
+    assert (len(splits.train.x), len(splits.val.x), len(splits.test.x)) == (25, 5, 12)
+    torch.testing.assert_close(splits.test.x[:, 0], parts[False][0].float() / 255, rtol=0, atol=0)
+    assert splits.test.y.tolist() == parts[False][1].long().tolist()
+    # Train and validation together are the training files, each image once.
+    seen = torch.cat([splits.train.x, splits.val.x]).flatten(1).mul(255).round().to(torch.uint8)
+    assert sorted(map(bytes, seen.numpy())) == sorted(map(bytes, parts[True][0].flatten(1).numpy()))
+
+
+def test_system_package_comes_first(monkeypatch, tmp_path):
+    """Where the Debian package's folder holds the files, they are used before $PC_DATA_DIR."""
+    fake_idx_folder(tmp_path / "system", n_test=7)
+    fake_idx_folder(tmp_path / "cache", n_test=9)
+    monkeypatch.setitem(SYSTEM_DIRS, "fashion-mnist", tmp_path / "system")
+    splits = pc.load_dataset("fashion-mnist", val_size=5, root=tmp_path / "cache", device="cpu")
+    assert len(splits.test.x) == 7
+
+
+def test_missing_files_error_names_every_way(monkeypatch, tmp_path):
+    """Offline and not on disk: the error names the Debian package, $PC_DATA_DIR with the IDX file names,
+    torchvision's download, and mnist-5k."""
+    monkeypatch.setitem(SYSTEM_DIRS, "fashion-mnist", tmp_path / "absent")
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST",
+                        lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("no network")))
+    with pytest.raises(pc.DatasetUnavailableError) as err:
+        pc.load_dataset("fashion-mnist", root=tmp_path)
+    message = str(err.value)
+    for part in ("apt-get install dataset-fashion-mnist", "$PC_DATA_DIR", "train-images-idx3-ubyte", "torchvision",
+                 "mnist-5k"):
+        assert part in message
+
+
+@pytest.mark.skipif(not (SYSTEM_DIRS["fashion-mnist"] / "train-images-idx3-ubyte.gz").exists(),
+                    reason="the Debian package dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_files():
+    """The packaged files are the original Fashion-MNIST: 60,000 + 10,000 images of 28 × 28, ten balanced classes
+    (6,000 and 1,000 per class)."""
+    splits = pc.load_dataset("fashion-mnist", device="cpu")
+    train_y = torch.cat([splits.train.y, splits.val.y])
+    assert len(train_y) == 60_000 and len(splits.test.y) == 10_000
+    assert splits.input_shape == (1, 28, 28) and splits.num_classes == 10
+    assert torch.equal(torch.bincount(train_y, minlength=10), torch.full((10,), 6000))
+    assert torch.equal(torch.bincount(splits.test.y, minlength=10), torch.full((10,), 1000))
