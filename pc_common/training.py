@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,12 +36,14 @@ class History:
             ``seconds`` (training time of the epoch), and ``val_*`` / ``test_*`` metrics.
         best_epoch: index of the epoch selected on the validation split.
         selection: the validation metric used for selection, e.g. ``val_accuracy``.
+        alarms: what the :class:`DivergenceGuard` saw, one dict per epoch with a sign of a blow-up.
     """
 
     rule: str
     epochs: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = -1
     selection: str = "val_accuracy"
+    alarms: list[dict] = field(default_factory=list)
 
     def series(self, key: str) -> list[float]:
         """The values of ``key`` over epochs."""
@@ -52,7 +55,79 @@ class History:
         return self.epochs[self.best_epoch]
 
     def to_dict(self) -> dict:
-        return {"rule": self.rule, "best_epoch": self.best_epoch, "selection": self.selection, "epochs": self.epochs}
+        return {"rule": self.rule, "best_epoch": self.best_epoch, "selection": self.selection, "epochs": self.epochs,
+                "alarms": self.alarms}
+
+
+class DivergenceGuard:
+    """Watches a training run for the signs of a blow-up, and says so once, with what to change.
+
+    Three signs, each checked on the device (no host sync per batch; read once per epoch):
+
+    * the energy *rises* during inference at some step t, F_{t+1} > (1 + ``rise_tol``) F_t: gradient descent on F
+      with step γ only rises when γ exceeds 2 / λ_max of the energy's curvature ∂²F/∂φ², which grows with the
+      weights; the weight updates computed from such a state are noise;
+    * a batch's training loss exceeds ``jump`` times its running average (an exponential average over batches);
+    * an epoch's training loss exceeds twice the first epoch's.
+
+    Args:
+        rule, pc, lr: the run's settings, quoted in the warning.
+        device: where the batch losses live.
+    """
+
+    def __init__(self, rule: str, pc: PCConfig, lr: float | None, device, rise_tol: float = 1e-3,
+                 jump: float = 10.0):
+        self.rule, self.pc, self.lr, self.rise_tol, self.jump = rule, pc, lr, rise_tol, jump
+        self.device, self.warned, self.first_loss = device, False, None
+
+    def start_epoch(self) -> None:
+        # rises, jumps, first rising batch, first jumping batch (−1: none), and the running loss level
+        self.flags = torch.tensor([0.0, 0.0, -1.0, -1.0], dtype=torch.float64, device=self.device)
+        if not hasattr(self, "level"):
+            self.level = torch.full((), float("nan"), dtype=torch.float64, device=self.device)
+
+    def batch(self, b: int, loss: torch.Tensor, energies: torch.Tensor | None) -> None:
+        """Record batch ``b``: its mean training loss and, for PC, its energy trace (T + 1 values)."""
+        loss = loss.detach().double()
+        signs = [(loss > self.jump * self.level)]  # False while the level is NaN (first batch)
+        if energies is not None and len(energies) > 1:
+            e = energies.detach().double()
+            signs.insert(0, (e[1:] > e[:-1] * (1 + self.rise_tol)).any())
+        else:
+            signs.insert(0, torch.zeros((), dtype=torch.bool, device=self.device))
+        hit = torch.stack(signs).double()
+        self.flags[:2] += hit
+        first = self.flags[2:]
+        first.copy_(torch.where((first < 0) & (hit > 0), torch.full_like(first, b), first))
+        self.level = torch.where(torch.isnan(self.level), loss, 0.9 * self.level + 0.1 * loss)
+
+    def end_epoch(self, epoch: int, train_loss: float, history: History) -> None:
+        """Read the epoch's signs, record them in ``history.alarms`` and warn (once per run)."""
+        rises, jumps, first_rise, first_jump = self.flags.tolist()
+        if self.first_loss is None:
+            self.first_loss = train_loss
+        grew = not train_loss <= 2 * self.first_loss  # also catches NaN
+        if not (rises or jumps or grew):
+            return
+        signs = []
+        if rises:
+            signs.append(f"the energy rose during inference in {int(rises)} batches (first: batch {int(first_rise)})")
+        if jumps:
+            signs.append(f"the batch loss jumped above {self.jump:g}× its running level in {int(jumps)} batches "
+                         f"(first: batch {int(first_jump)})")
+        if grew:
+            signs.append(f"the epoch's training loss {train_loss:.4g} is over twice the first epoch's "
+                         f"({self.first_loss:.4g})")
+        advice = "a smaller weight learning rate α" + (f" (lr={self.lr:g})" if self.lr else "")
+        if self.rule == "pc":
+            advice = (f"a smaller neuron step γ (inference_lr={self.pc.inference_lr:g}: the energy falls at every "
+                      f"step only while γ < 2/λ_max, and λ_max grows with the weights) or " + advice)
+        message = f"{self.rule.upper()} training may be diverging at epoch {epoch}: {'; '.join(signs)}. Try {advice}."
+        history.alarms.append({"epoch": epoch, "energy_rises": int(rises), "first_rising_batch": int(first_rise),
+                               "loss_jumps": int(jumps), "loss_grew": grew, "message": message})
+        if not self.warned:
+            self.warned = True
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def check_input_shape(model: nn.Module, x: torch.Tensor, dataset: str = "the data") -> None:
@@ -175,9 +250,11 @@ def fit(
     evaluator = evaluator or (lambda m, loader: evaluate(m, loader, loss, classify))
     loss_fn = get_loss(loss)
     history = History(rule, selection="val_accuracy" if classify else "val_loss")
+    guard = DivergenceGuard(rule, pc, None if optimizer else lr, data.train.x.device)
     best_state, best_score = None, None
     model.train()
     for epoch in tqdm(range(epochs), desc=f"{rule.upper()} epochs", disable=not progress):
+        guard.start_epoch()
         # Running sums stay on the device (float64): reading them every batch would stall a GPU at each step.
         start, n = time.perf_counter(), 0
         sums = torch.zeros(3, dtype=torch.float64, device=data.train.x.device)  # loss, correct, energy
@@ -186,7 +263,9 @@ def fit(
             if max_batches is not None and b >= max_batches:
                 break
             output, energies = train_step(model, opt, x, y, rule, loss, pc)
-            sums[0] += loss_fn(output, y).sum().double()
+            batch_loss = loss_fn(output, y).sum().double()
+            guard.batch(b, batch_loss / len(x), energies)
+            sums[0] += batch_loss
             if classify:
                 sums[1] += accuracy(output, y).double()
             if energies is not None:
@@ -198,6 +277,7 @@ def fit(
             record["train_accuracy"] = correct / n
         if rule == "pc":
             record["energy"] = energy / n
+        guard.end_epoch(epoch + 1, record["train_loss"], history)
         for split in ("val", "test"):
             record.update({f"{split}_{k}": v for k, v in evaluator(model, getattr(data, split)).items()})
         history.epochs.append(record)

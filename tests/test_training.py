@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from conftest import make_mlp
@@ -84,3 +86,50 @@ def test_pick_device_defaults_to_what_is_available():
     """cuda when available, else cpu; an explicit choice wins."""
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert pc.pick_device().type == expected and pc.pick_device("cpu").type == "cpu"
+
+
+def _linear_splits(n=96, batch=32):
+    """Random float64 regression data in Splits form (a linear PC network's energy is quadratic in φ)."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(n, 12, generator=g, dtype=torch.float64), torch.randn(n, 5, generator=g, dtype=torch.float64)
+    loader = lambda shuffle: pc.TensorLoader(x, y, batch, shuffle, torch.Generator().manual_seed(1))  # noqa: E731
+    return pc.Splits("linear", loader(True), loader(False), loader(False), (12,), 5)
+
+
+@pytest.mark.parametrize("factor, diverges", [(1.5, False), (2.6, True)])
+def test_guard_flags_inference_steps_beyond_the_curvature_bound(factor, diverges):
+    """On a linear network F is quadratic in φ with a Hessian that depends on the weights only, so gradient descent
+    with γ = factor / λ_max lowers F at every step iff factor < 2. With the weights frozen (learning rate 0) the
+    guard must flag every batch for factor 2.6 and none for 1.5, warn once, and record it in the history."""
+    from pc_common.diagnostics import energy_curvature
+
+    model = make_mlp(sizes=(12, 10, 8, 5), activation=nn.Identity, seed=4)
+    data = _linear_splits()
+    x, y = next(iter(data.val))
+    lam = energy_curvature(model, x, y, iters=500)
+    config = pc.PCConfig(T=40, inference_lr=factor / lam)
+    frozen = lambda params: torch.optim.SGD(params, lr=0.0)  # noqa: E731
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = pc.fit(model, data, "pc", epochs=2, optimizer=frozen, loss="mse", pc=config, classify=False,
+                         progress=False)
+    alarms = [w for w in caught if "diverging" in str(w.message)]
+    if diverges:
+        assert len(alarms) == 1 and "inference_lr" in str(alarms[0].message)
+        assert [a["energy_rises"] for a in history.alarms] == [len(data.train)] * 2
+        assert history.alarms[0]["first_rising_batch"] == 0
+    else:
+        assert not alarms and history.alarms == []
+
+
+def test_guard_flags_a_blow_up_of_the_training_loss():
+    """A weight step far too large makes the loss explode (SGD at α = 3 on this network): the guard reports the
+    jump over the running level and the epoch loss above twice the first epoch's, for BP as for PC."""
+    data = _linear_splits(n=320)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = pc.fit(make_mlp(sizes=(12, 10, 8, 5), activation=nn.Identity, seed=4), data, "bp", epochs=3,
+                         optimizer=lambda params: torch.optim.SGD(params, lr=3.0), loss="mse", classify=False,
+                         progress=False)
+    assert sum("diverging" in str(w.message) for w in caught) == 1
+    assert history.alarms and history.alarms[0]["loss_jumps"] > 0

@@ -1,0 +1,89 @@
+"""Diagnostics of a PC training run: how PC's weight updates compare with BP's, and how stiff the energy is.
+
+Two probes, both side-effect free on the weights and their ``.grad``:
+
+* :func:`gradient_alignment`: per weight tensor, the cosine between PC's update and BP's gradient and the ratio of
+  their norms ‖g_PC‖ / ‖g_BP‖ (what an optimizer that does not rescale, like SGD, actually applies);
+* :func:`energy_curvature`: λ_max of the Hessian ∂²F/∂φ² at the feed-forward state. Inference is gradient descent on
+  F, so it is stable only for γ < 2 / λ_max (on a quadratic, the component along the top eigenvector is multiplied
+  by 1 − γ λ_max at each step).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .energy import Loss, energy, get_loss
+from .inference import PCConfig, bp_gradients, infer
+from .layers import neurons, pc_mode, release, weights
+
+
+def _grads_of(model: nn.Module, fill) -> list[torch.Tensor]:
+    """The gradients that ``fill()`` accumulates, with the model's own ``.grad`` left as it was."""
+    params = weights(model)
+    saved = [p.grad for p in params]
+    for p in params:
+        p.grad = None
+    try:
+        fill()
+        return [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]
+    finally:
+        for p, g in zip(params, saved):
+            p.grad = g
+
+
+def gradient_alignment(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str | Loss = "mse",
+                       config: PCConfig = PCConfig()) -> dict[str, dict[str, float]]:
+    """Cosine and norm ratio of PC's weight update against BP's gradient, per weight tensor.
+
+        cos = ⟨g_PC, g_BP⟩ / (‖g_PC‖ ‖g_BP‖),   ratio = ‖g_PC‖ / ‖g_BP‖
+
+    Returns:
+        ``{parameter name: {"cosine": …, "ratio": …}}`` in module order.
+    """
+    bp = _grads_of(model, lambda: bp_gradients(model, x, y, loss))
+    pc = _grads_of(model, lambda: infer(model, x, y, loss, config))
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    out = {}
+    for name, g_pc, g_bp in zip(names, pc, bp):
+        n_pc, n_bp = g_pc.norm(), g_bp.norm()
+        cos = torch.dot(g_pc.flatten(), g_bp.flatten()) / (n_pc * n_bp) if n_pc * n_bp > 0 else torch.tensor(0.0)
+        out[name] = {"cosine": float(cos), "ratio": float(n_pc / n_bp) if n_bp > 0 else float("nan")}
+    return out
+
+
+def energy_curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str | Loss = "mse",
+                     output_precision: float = 1.0, iters: int = 30, seed: int = 0) -> float:
+    """λ_max of ∂²F/∂φ² at the feed-forward state φ = μ, by power iteration on Hessian-vector products.
+
+    F is summed over the batch, so its Hessian is block-diagonal over samples and λ_max is the stiffest sample's.
+    The neuron step γ of standard PC is stable only below 2 / λ_max.
+
+    Args:
+        model: a network with value nodes, in ``train()`` mode (BatchNorm statistics of the batch are used).
+        x, y: a batch and its targets.
+        loss, output_precision: the output term βL of F.
+        iters: power iterations (λ_max is approached from below).
+        seed: seeds the start vector.
+    """
+    loss_fn = get_loss(loss)
+    with pc_mode(model, initialise=True):
+        model(x)
+    phi = neurons(model)
+    g = torch.Generator(device=x.device).manual_seed(seed)
+    v = [torch.randn(p.shape, generator=g, device=p.device, dtype=p.dtype) for p in phi]
+    lam = 0.0
+    with torch.enable_grad():
+        with pc_mode(model):
+            out = model(x)
+        f = energy(model, out, y, loss_fn, output_precision).sum()
+        grads = torch.autograd.grad(f, phi, create_graph=True)
+        for _ in range(iters):
+            norm = torch.sqrt(sum(t.pow(2).sum() for t in v))
+            v = [t / norm for t in v]
+            hv = torch.autograd.grad(grads, phi, v, retain_graph=True)
+            lam = float(sum((a * b).sum() for a, b in zip(hv, v)))
+            v = [t.detach() for t in hv]
+    release(model)
+    return lam
