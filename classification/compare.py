@@ -42,7 +42,7 @@ from pc_common import (
     pick_device,
     train_rules,
 )
-from pc_common.training import RULES
+from pc_common.training import OPTIMIZERS, RULES
 
 # Builders: (splits, options) -> model. The options are the parsed CLI arguments (activation, sizes, ...).
 ModelBuilder = Callable[[Splits, argparse.Namespace], nn.Module]
@@ -57,6 +57,7 @@ TASKS = ("images", TASK)
 # Adam learning rates α chosen on the validation split of mnist-5k (MLP, 10 epochs, batch 128, T = 8; the sweep
 # is recorded in classification/results/sweep_mnist-5k.json).
 LEARNING_RATES = {"bp": 3e-3, "pc": 3e-3}
+OPTIMIZER, WEIGHT_DECAY, SCHEDULE = "adam", 0.0, "constant"
 
 
 def summarise(values: list[float]) -> dict:
@@ -73,6 +74,9 @@ def compare(
     lr: dict[str, float],
     loss: str = "mse",
     pc: PCConfig | None = None,
+    optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    schedule: str | None = None,
     max_batches: int | None = None,
     progress: bool = True,
     hyperparameters: dict | None = None,
@@ -84,9 +88,10 @@ def compare(
         data: the splits, on the device the model should use.
         seeds: training seeds (initialisation and batch order).
         epochs: passes over the training split.
-        lr: Adam learning rate α per rule.
+        lr: learning rate α per rule.
         loss: output loss shared by both rules.
         pc: PC inference settings (default ``PCConfig()``).
+        optimizer, weight_decay, schedule: the weight optimizer shared by both rules (see :func:`pc_common.fit`).
         max_batches: stop every epoch after this many batches (smoke tests).
         progress: show progress bars.
         hyperparameters: extra settings to record in the results.
@@ -102,12 +107,14 @@ def compare(
     for seed in tqdm(seeds, desc="seeds", disable=not progress):
         # The same initial weights and the same batch order for both rules.
         models, runs = train_rules(lambda: build().to(device), data, {"bp": None, "pc": pc}, seed=seed, epochs=epochs,
-                                   lr=lr, loss=loss, max_batches=max_batches, progress=progress)
+                                   lr=lr, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
+                                   schedule=schedule, max_batches=max_batches, progress=progress)
         for rule in RULES:
             histories[rule].append(runs[rule])
     shared = {
         "dataset": data.name, "device": str(device), "epochs": epochs, "seeds": list(seeds),
-        "batch_size": data.train.batch_size, "loss": loss, "optimizer": "Adam",
+        "batch_size": data.train.batch_size, "loss": loss, "optimizer": optimizer,
+        "weight_decay": weight_decay, "schedule": schedule,
         "parameters": sum(p.numel() for p in models["bp"].parameters()), **(hyperparameters or {}),
     }
     results = {}
@@ -121,6 +128,7 @@ def compare(
             "val_accuracy": summarise([h.best["val_accuracy"] for h in runs]),
             "best_epoch": [h.best_epoch + 1 for h in runs],
             "epoch_seconds": statistics.median(e["seconds"] for h in runs for e in h.epochs),
+            "alarms": sum(len(h.alarms) for h in runs),
             "history": [h.to_dict() for h in runs],
             "hyperparameters": params,
         }
@@ -161,6 +169,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--text-chars", type=int, default=200_000, help="shakespeare: size of the text slice (0: all)")
     p.add_argument("--fixed-prediction", action="store_true", help="PC with predictions frozen (exact BP at γ=1)")
     p.add_argument("--output-precision", type=float, default=defaults.output_precision, help="β of the output term")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=OPTIMIZER, help="weight optimizer (both rules)")
+    p.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY, help="weight decay (decoupled for adamw)")
+    p.add_argument("--schedule", choices=("constant", "cosine"), default=SCHEDULE, help="learning-rate schedule")
     p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--max-batches", type=int, default=None, help="batches per epoch (smoke tests)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -193,7 +204,9 @@ def main(argv: list[str] | None = None) -> dict:
         recorded.update(hidden=args.hidden, **({"seq_len": args.seq_len, "text_chars": args.text_chars} if text else {}))
     results = compare(
         lambda: MODELS[args.model](data, args), data, seeds=list(range(args.seeds)), epochs=args.epochs,
-        lr={"bp": args.lr_bp, "pc": args.lr_pc}, loss=args.loss, pc=pc, max_batches=args.max_batches,
+        lr={"bp": args.lr_bp, "pc": args.lr_pc}, loss=args.loss, pc=pc, optimizer=args.optimizer,
+        weight_decay=args.weight_decay, schedule=None if args.schedule == "constant" else args.schedule,
+        max_batches=args.max_batches,
         progress=not args.no_progress, hyperparameters=recorded,
     )
     print(table(results))

@@ -23,6 +23,16 @@ from .inference import PCConfig, bp_gradients, infer
 from .utils import seed_everything
 
 RULES = ("bp", "pc")
+# Weight optimizers by name; both rules get the same one. "sgd" is plain SGD: it applies each update at the size
+# the gradient has, where Adam rescales every parameter's update to about α.
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """The weight optimizer ``name`` (``adam``, ``adamw`` with decoupled weight decay, or plain ``sgd``)."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay)
 Evaluator = Callable[[nn.Module, TensorLoader], dict[str, float]]
 
 
@@ -212,14 +222,17 @@ def fit(
     rule: str = "bp",
     *,
     epochs: int = 10,
-    optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
+    optimizer: str | Callable[[list[nn.Parameter]], torch.optim.Optimizer] = "adam",
     lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    schedule: str | None = None,
     loss: str | Loss = "mse",
     pc: PCConfig = PCConfig(),
     classify: bool = True,
     evaluator: Evaluator | None = None,
     max_batches: int | None = None,
     progress: bool = True,
+    on_epoch: Callable[[nn.Module], dict[str, float]] | None = None,
 ) -> History:
     """Train ``model`` with BP or PC, evaluate on validation and test after every epoch, keep the best on validation.
 
@@ -231,14 +244,20 @@ def fit(
         data: train / validation / test loaders.
         rule: ``"bp"`` or ``"pc"``.
         epochs: passes over the training split.
-        optimizer: factory from parameters to an optimizer (default Adam with ``lr``).
-        lr: α, the weight learning rate of the default optimizer.
+        optimizer: a name from :data:`OPTIMIZERS` (built with ``lr`` and ``weight_decay``), or a factory from
+            parameters to an optimizer.
+        lr: α, the weight learning rate of a named optimizer.
+        weight_decay: weight decay of a named optimizer (decoupled for ``adamw``).
+        schedule: ``None`` (constant α) or ``"cosine"``: α_k = α (1 + cos(π k / K)) / 2 over the K training steps of
+            the run, applied before each step.
         loss: output loss, shared by both rules.
         pc: PC inference settings (ignored for BP).
         classify: report accuracy and select on it.
         evaluator: custom evaluation ``(model, loader) -> {"loss": …, …}`` (e.g. test-time inference of codes).
         max_batches: stop each epoch after this many batches (quick runs).
         progress: show tqdm bars.
+        on_epoch: called with the model after every epoch's training (before evaluation); what it returns is
+            added to the epoch's record (diagnostics such as :mod:`pc_common.diagnostics`).
 
     Returns:
         the :class:`History`.
@@ -246,11 +265,17 @@ def fit(
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
     check_input_shape(model, data.train.x, data.name)
-    opt = optimizer(list(model.parameters())) if optimizer else torch.optim.Adam(model.parameters(), lr=lr)
+    named = isinstance(optimizer, str)
+    params = list(model.parameters())
+    opt = make_optimizer(optimizer, params, lr, weight_decay) if named else optimizer(params)
+    if schedule not in (None, "cosine"):
+        raise ValueError(f"unknown schedule {schedule!r}; choose None or 'cosine'")
+    steps = epochs * (min(len(data.train), max_batches) if max_batches is not None else len(data.train))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1)) if schedule else None
     evaluator = evaluator or (lambda m, loader: evaluate(m, loader, loss, classify))
     loss_fn = get_loss(loss)
     history = History(rule, selection="val_accuracy" if classify else "val_loss")
-    guard = DivergenceGuard(rule, pc, None if optimizer else lr, data.train.x.device)
+    guard = DivergenceGuard(rule, pc, lr if named else None, data.train.x.device)
     best_state, best_score = None, None
     model.train()
     for epoch in tqdm(range(epochs), desc=f"{rule.upper()} epochs", disable=not progress):
@@ -263,6 +288,8 @@ def fit(
             if max_batches is not None and b >= max_batches:
                 break
             output, energies = train_step(model, opt, x, y, rule, loss, pc)
+            if scheduler is not None:
+                scheduler.step()
             batch_loss = loss_fn(output, y).sum().double()
             guard.batch(b, batch_loss / len(x), energies)
             sums[0] += batch_loss
@@ -278,6 +305,8 @@ def fit(
         if rule == "pc":
             record["energy"] = energy / n
         guard.end_epoch(epoch + 1, record["train_loss"], history)
+        if on_epoch is not None:
+            record.update(on_epoch(model))
         for split in ("val", "test"):
             record.update({f"{split}_{k}": v for k, v in evaluator(model, getattr(data, split)).items()})
         history.epochs.append(record)
