@@ -85,14 +85,13 @@ def diagnose(dataset: str = "fashion-mnist", epochs: int = 15, seed: int = 0, de
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # the guard's alarms are kept in the history
             history = fit(model, data, rule, epochs=epochs, optimizer=optimizer, lr=lr, pc=config or PCConfig(),
-                          max_batches=max_batches, progress=progress,
+                          max_batches=max_batches, progress=progress, splits=("val",),
                           on_epoch=lambda m, c=probe_config: probe(m, x, y, c))
-        drop = ("test_loss", "test_accuracy")  # selection and diagnosis see validation data only
         runs[name] = {
             "recipe": {"rule": rule, "optimizer": optimizer, "lr": lr,
                        **({"T": config.T, "inference_lr": config.inference_lr,
                            "output_precision": config.output_precision} if config else {})},
-            "epochs": [{k: v for k, v in e.items() if k not in drop} for e in history.epochs],
+            "epochs": history.epochs,
             "alarms": history.alarms,
         }
     layers = [n for n, p in initial.named_parameters() if p.dim() >= 2]

@@ -233,6 +233,7 @@ def fit(
     max_batches: int | None = None,
     progress: bool = True,
     on_epoch: Callable[[nn.Module], dict[str, float]] | None = None,
+    splits: tuple[str, ...] = ("val", "test"),
 ) -> History:
     """Train ``model`` with BP or PC, evaluate on validation and test after every epoch, keep the best on validation.
 
@@ -258,6 +259,7 @@ def fit(
         progress: show tqdm bars.
         on_epoch: called with the model after every epoch's training (before evaluation); what it returns is
             added to the epoch's record (diagnostics such as :mod:`pc_common.diagnostics`).
+        splits: the splits evaluated after every epoch; ``("val",)`` for a sweep that must never see the test set.
 
     Returns:
         the :class:`History`.
@@ -307,7 +309,7 @@ def fit(
         guard.end_epoch(epoch + 1, record["train_loss"], history)
         if on_epoch is not None:
             record.update(on_epoch(model))
-        for split in ("val", "test"):
+        for split in splits:
             record.update({f"{split}_{k}": v for k, v in evaluator(model, getattr(data, split)).items()})
         history.epochs.append(record)
         score = record[history.selection] * (1 if classify else -1)

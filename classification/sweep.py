@@ -1,0 +1,114 @@
+"""Choose the training settings on the validation split: one run per grid point, validation metrics only.
+
+Every point trains the MLP from the same initial weights on the same batches for the full number of epochs and
+records, per epoch, the validation accuracy, the training loss, and (PC) γ·λ_max of the energy's curvature on a fixed
+validation batch, with the divergence guard's alarms. No test accuracy is computed: a sweep file must not be able to
+leak the test set into a choice.
+
+    python classification/sweep.py --dataset fashion-mnist --epochs 25 \\
+        --json classification/results/sweep_fashion-mnist.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import json
+import math
+import warnings
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from classification.diagnose import probe_batch
+from classification.models import mlp
+from pc_common import DATASETS, PCConfig, fit, load_dataset, pick_device, seed_everything
+from pc_common.diagnostics import energy_curvature
+
+# The grid: the weight optimizer is shared (AdamW with a cosine schedule, as in the field's benchmark protocol);
+# BP varies α; PC varies α, the output precision β and the inference step (γ, T).
+OPTIMIZER, WEIGHT_DECAY, SCHEDULE = "adamw", 1e-4, "cosine"
+GRID = {
+    "bp": {"lr": (3e-4, 1e-3, 3e-3)},
+    "pc": {"output_precision": (1.0, 0.1), "lr": (1e-3, 3e-4), "inference_lr": (0.05,), "T": (8,)},
+}
+
+
+def points(grid: dict = GRID):
+    """Every (rule, settings) of the grid, BP first."""
+    for rule, axes in grid.items():
+        for values in itertools.product(*axes.values()):
+            yield rule, dict(zip(axes, values))
+
+
+def sweep(dataset: str = "fashion-mnist", epochs: int = 25, seed: int = 0, loss: str = "mse", device=None,
+          max_batches=None, grid: dict = GRID, only: list[int] | None = None, progress: bool = True) -> dict:
+    """Train every grid point once (seed ``seed``) and keep its validation curve.
+
+    Returns:
+        ``{"setting": {...}, "runs": [{"rule", settings…, "val_accuracy": [...], "best_val_accuracy",
+        "best_epoch", "train_loss": [...], "gamma_lambda": [...], "alarms": [...]}, …]}``.
+    """
+    data = load_dataset(dataset, 128, device=pick_device(device))
+    x, y = probe_batch(data)
+    seed_everything(seed)
+    initial = mlp(math.prod(data.input_shape), num_classes=data.num_classes).to(x.device)
+    runs = []
+    chosen = [p for i, p in enumerate(points(grid)) if only is None or i in only]
+    for rule, settings in tqdm(chosen, desc="grid", disable=not progress):
+        lr = settings["lr"]
+        config = PCConfig(**{k: v for k, v in settings.items() if k != "lr"}) if rule == "pc" else PCConfig()
+        curvature = (lambda m, c=config: {"gamma_lambda": c.inference_lr * energy_curvature(
+            m, x, y, loss, c.output_precision, iters=20)}) if rule == "pc" else None
+        data.train.generator = torch.Generator().manual_seed(seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # alarms are recorded below
+            history = fit(copy.deepcopy(initial), data, rule, epochs=epochs, optimizer=OPTIMIZER, lr=lr,
+                          weight_decay=WEIGHT_DECAY, schedule=SCHEDULE, loss=loss, pc=config,
+                          max_batches=max_batches, progress=progress, on_epoch=curvature,
+                          splits=("val",))
+        runs.append({
+            "rule": rule, **settings,
+            "val_accuracy": history.series("val_accuracy"), "train_loss": history.series("train_loss"),
+            "best_val_accuracy": history.best["val_accuracy"], "best_epoch": history.best_epoch + 1,
+            **({"gamma_lambda": history.series("gamma_lambda")} if rule == "pc" else {}),
+            "alarms": history.alarms,
+        })
+        tqdm.write(f"{rule} {settings}: best validation accuracy {100 * runs[-1]['best_val_accuracy']:.2f} % "
+                   f"(epoch {runs[-1]['best_epoch']}), alarms in {len(history.alarms)} epochs")
+    return {"setting": {"dataset": dataset, "epochs": epochs, "seed": seed, "loss": loss, "batch_size": 128,
+                        "model": "MLP 784-128-128-128-10", "optimizer": OPTIMIZER, "weight_decay": WEIGHT_DECAY,
+                        "schedule": SCHEDULE, "score": "best validation accuracy over the epochs",
+                        "test": "never computed"}, "runs": runs}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    p.add_argument("--epochs", type=int, default=25)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--loss", choices=("mse", "ce"), default="mse")
+    p.add_argument("--device", default=None)
+    p.add_argument("--max-batches", type=int, default=None, help="batches per epoch (smoke tests)")
+    p.add_argument("--only", type=int, nargs="+", default=None,
+                   help="run these grid points only (indices, BP first); merge the JSON files with --merge")
+    p.add_argument("--merge", type=Path, nargs="+", default=None, help="merge sweep JSON files into --json")
+    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.merge:
+        parts = [json.loads(f.read_text()) for f in args.merge]
+        results = {"setting": parts[0]["setting"], "runs": [r for part in parts for r in part["runs"]]}
+    else:
+        results = sweep(args.dataset, args.epochs, args.seed, args.loss, args.device, args.max_batches,
+                        only=args.only, progress=not args.no_progress)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()
