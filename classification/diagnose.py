@@ -27,19 +27,25 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from classification.compare import WEIGHT_DECAY
 from classification.models import mlp
 from pc_common import DATASETS, PCConfig, fit, load_dataset, pick_device, seed_everything
 from pc_common.diagnostics import energy_curvature, gradient_alignment
 
-# name: (rule, optimizer, α, PC settings). "before" is the setting that blew up on full Fashion-MNIST; "after" the
-# recipe with the weakly clamped output; the SGD rows show the per-layer update sizes that Adam hides.
+# name: (rule, optimizer, α, schedule, PC settings). "before" is the setting that blew up on full Fashion-MNIST (Adam
+# at a constant α = 3e-3, output precision β = 1); the other rows change one thing at a time; the plain-SGD row shows
+# the per-layer update sizes that Adam hides.
+BEFORE, AFTER = PCConfig(T=8, inference_lr=0.05, output_precision=1.0), PCConfig(T=8, inference_lr=0.05,
+                                                                                  output_precision=0.1)
 RECIPES = {
-    "BP, Adam": ("bp", "adam", 3e-3, None),
-    "PC before (β = 1), Adam": ("pc", "adam", 3e-3, PCConfig(T=8, inference_lr=0.05, output_precision=1.0)),
-    "PC after (β = 0.1), Adam": ("pc", "adam", 3e-3, PCConfig(T=8, inference_lr=0.05, output_precision=0.1)),
-    "BP, plain SGD": ("bp", "sgd", 0.05, None),
-    "PC (β = 0.1), plain SGD": ("pc", "sgd", 0.05, PCConfig(T=8, inference_lr=0.05, output_precision=0.1)),
+    "PC before: β = 1, Adam 3e-3": ("pc", "adam", 3e-3, None, BEFORE),
+    "PC: β = 1, AdamW 1e-3 cosine": ("pc", "adamw", 1e-3, "cosine", BEFORE),
+    "PC: β = 0.1, AdamW 1e-3 cosine": ("pc", "adamw", 1e-3, "cosine", AFTER),
+    "BP: AdamW 1e-3 cosine": ("bp", "adamw", 1e-3, "cosine", None),
+    "PC: β = 0.1, plain SGD 0.05 cosine": ("pc", "sgd", 0.05, "cosine", AFTER),
 }
+# The alignment probe of a BP run uses these PC settings.
+PROBE_CONFIG = AFTER
 
 
 def probe_batch(data, n: int = 256, seed: int = 0):
@@ -77,18 +83,19 @@ def diagnose(dataset: str = "fashion-mnist", epochs: int = 15, seed: int = 0, de
     seed_everything(seed)
     initial = mlp(math.prod(data.input_shape), num_classes=data.num_classes).to(x.device)
     runs = {}
-    for name, (rule, optimizer, lr, config) in tqdm(recipes.items(), desc="recipes", disable=not progress):
+    for name, (rule, optimizer, lr, schedule, config) in tqdm(recipes.items(), desc="recipes",
+                                                              disable=not progress):
         model = copy.deepcopy(initial)
         data.train.generator = torch.Generator().manual_seed(seed)
-        # The alignment probe needs PC settings for BP runs too: those of the "after" recipe.
-        probe_config = config or RECIPES["PC after (β = 0.1), Adam"][3]
+        probe_config = config or PROBE_CONFIG
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # the guard's alarms are kept in the history
-            history = fit(model, data, rule, epochs=epochs, optimizer=optimizer, lr=lr, pc=config or PCConfig(),
+            history = fit(model, data, rule, epochs=epochs, optimizer=optimizer, lr=lr, schedule=schedule,
+                          weight_decay=WEIGHT_DECAY if optimizer == "adamw" else 0.0, pc=config or PCConfig(),
                           max_batches=max_batches, progress=progress, splits=("val",),
                           on_epoch=lambda m, c=probe_config: probe(m, x, y, c))
         runs[name] = {
-            "recipe": {"rule": rule, "optimizer": optimizer, "lr": lr,
+            "recipe": {"rule": rule, "optimizer": optimizer, "lr": lr, "schedule": schedule,
                        **({"T": config.T, "inference_lr": config.inference_lr,
                            "output_precision": config.output_precision} if config else {})},
             "epochs": history.epochs,

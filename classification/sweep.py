@@ -22,14 +22,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from classification.compare import OPTIMIZER, SCHEDULE, WEIGHT_DECAY
 from classification.diagnose import probe_batch
 from classification.models import mlp
 from pc_common import DATASETS, PCConfig, fit, load_dataset, pick_device, seed_everything
 from pc_common.diagnostics import energy_curvature
 
-# The grid: the weight optimizer is shared (AdamW with a cosine schedule, as in the field's benchmark protocol);
-# BP varies α; PC varies α, the output precision β and the inference step (γ, T).
-OPTIMIZER, WEIGHT_DECAY, SCHEDULE = "adamw", 1e-4, "cosine"
+# The grid: the weight optimizer is compare.py's (shared by both rules); BP varies α; PC varies α, the output
+# precision β and the inference step (γ, T).
 GRID = {
     "bp": {"lr": (3e-4, 1e-3, 3e-3)},
     "pc": {"output_precision": (1.0, 0.1), "lr": (1e-3, 3e-4), "inference_lr": (0.05,), "T": (8,)},
