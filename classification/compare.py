@@ -60,6 +60,7 @@ LEARNING_RATES = {"bp": 3e-3, "pc": 3e-3}
 # The weight optimizer, shared by both rules: AdamW with a cosine schedule, as in the field's benchmark protocol
 # (Pinchetti et al., ICLR 2025); fixed, not swept.
 OPTIMIZER, WEIGHT_DECAY, SCHEDULE = "adamw", 1e-4, "cosine"
+SCHEDULES = {"constant": None, "cosine": "cosine"}
 
 
 def summarise(values: list[float]) -> dict:
@@ -76,9 +77,9 @@ def compare(
     lr: dict[str, float],
     loss: str = "mse",
     pc: PCConfig | None = None,
-    optimizer: str = "adam",
-    weight_decay: float = 0.0,
-    schedule: str | None = None,
+    optimizer: str = OPTIMIZER,
+    weight_decay: float = WEIGHT_DECAY,
+    schedule: str | None = SCHEDULE,
     max_batches: int | None = None,
     progress: bool = True,
     hyperparameters: dict | None = None,
@@ -173,7 +174,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output-precision", type=float, default=defaults.output_precision, help="β of the output term")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=OPTIMIZER, help="weight optimizer (both rules)")
     p.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY, help="weight decay (decoupled for adamw)")
-    p.add_argument("--schedule", choices=("constant", "cosine"), default=SCHEDULE, help="learning-rate schedule")
+    p.add_argument("--schedule", choices=sorted(SCHEDULES), default=SCHEDULE, help="learning-rate schedule")
     p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--max-batches", type=int, default=None, help="batches per epoch (smoke tests)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = compare(
         lambda: MODELS[args.model](data, args), data, seeds=list(range(args.seeds)), epochs=args.epochs,
         lr={"bp": args.lr_bp, "pc": args.lr_pc}, loss=args.loss, pc=pc, optimizer=args.optimizer,
-        weight_decay=args.weight_decay, schedule=None if args.schedule == "constant" else args.schedule,
+        weight_decay=args.weight_decay, schedule=SCHEDULES[args.schedule],
         max_batches=args.max_batches,
         progress=not args.no_progress, hyperparameters=recorded,
     )
