@@ -30,6 +30,7 @@ from torch import nn
 import pc_common as pc
 from PC_BP_Gradients.models import graphs, mlp, scalar
 from PC_BP_Gradients.models.metrics import pc_vs_bp
+from pc_common import cli
 
 
 @dataclass(frozen=True)
@@ -126,10 +127,11 @@ def format_table(report: dict) -> str:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=cli.HelpFormatter)
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=None, help="default: all")
     parser.add_argument("--json", type=Path, default=None, help="write the report to this JSON file")
-    parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    parser.add_argument("--device", type=cli.device, default="auto",
+                        help="auto (cuda when available, else cpu), cpu, cuda:1, …")
     args = parser.parse_args(argv)
     report = run(args.models, args.device)
     print(format_table(report))

@@ -19,7 +19,7 @@ import torch
 
 from classification.compare import LEARNING_RATES
 from classification.models import ACTIVATION, ACTIVATIONS, mlp
-from pc_common import PCConfig, load_dataset, pick_device, seed_everything, train_step
+from pc_common import PCConfig, cli, load_dataset, pick_device, seed_everything, train_step
 from pc_common.flops import analytic_step_flops, layer_costs, time_step
 
 
@@ -67,19 +67,21 @@ def benchmark(repeats: int = 7, T: int = 8, batch_size: int = 128, act: str = AC
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeats", type=int, default=7, help="timed epochs per rule (after one warm-up)")
-    p.add_argument("--T", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--act", choices=sorted(ACTIVATIONS), default=ACTIVATION)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--json", type=Path, default=None)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=cli.HelpFormatter)
+    p.add_argument("--repeats", type=cli.positive_int, default=7,
+                   help="timed epochs per rule (after one warm-up)")
+    p.add_argument("--T", type=cli.non_negative_int, default=8, help="PC inference steps")
+    p.add_argument("--batch-size", type=cli.positive_int, default=128, help="training batch size")
+    p.add_argument("--act", choices=sorted(ACTIVATIONS), default=ACTIVATION, help="activation")
+    p.add_argument("--device", type=cli.device, default="cpu", help="cpu, cuda, cuda:1, … or auto")
+    p.add_argument("--threads", type=cli.positive_int, default=None,
+                   help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--json", type=Path, default=None, help="write the result here")
     args = p.parse_args(argv)
     result = benchmark(args.repeats, args.T, args.batch_size, args.act, args.device, args.threads)
     s = result["setting"]
     print(f"{s['model']} ({s['activation']}), {s['dataset']}, batch {s['batch_size']}, T={s['T']}, "
-          f"{s['device']} ({s['threads']} threads)")
+          f"{s['device']} ({s['threads']} thread{'s' * (s['threads'] != 1)})")
     print(f"BP {result['bp_seconds']:.3f} s/epoch   PC {result['pc_seconds']:.3f} s/epoch   "
           f"PC/BP {result['ratio']:.2f}   (FLOP ratio {result['flop_ratio']:.2f})")
     if args.json:

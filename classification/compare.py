@@ -38,6 +38,7 @@ from pc_common import (
     DatasetUnavailableError,
     PCConfig,
     Splits,
+    cli,
     load_dataset,
     pick_device,
     train_rules,
@@ -153,32 +154,42 @@ def table(results: dict) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = PCConfig()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", choices=sorted(MODELS), default="mlp")
-    p.add_argument("--dataset", choices=DATASETS, default=EMBEDDED)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0 … S−1)")
-    p.add_argument("--T", type=int, default=defaults.T, help="PC inference steps")
-    p.add_argument("--inference-lr", type=float, default=defaults.inference_lr, help="γ, the neuron step size")
-    p.add_argument("--momentum", type=float, default=defaults.momentum, help="momentum of the neuron updates")
-    p.add_argument("--lr-bp", type=float, default=LEARNING_RATES["bp"], help="Adam learning rate α for BP")
-    p.add_argument("--lr-pc", type=float, default=LEARNING_RATES["pc"], help="Adam learning rate α for PC")
-    p.add_argument("--batch-size", type=int, default=128)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=cli.HelpFormatter)
+    p.add_argument("--model", choices=sorted(MODELS), default="mlp", help="network")
+    p.add_argument("--dataset", choices=DATASETS, default=EMBEDDED, help="images to classify")
+    p.add_argument("--epochs", type=cli.positive_int, default=10, help="passes over the training split")
+    p.add_argument("--seeds", type=cli.positive_int, default=3, help="number of seeds (0 … S−1)")
+    p.add_argument("--T", type=cli.non_negative_int, default=defaults.T, help="PC inference steps")
+    p.add_argument("--inference-lr", type=cli.positive_float, default=defaults.inference_lr,
+                   help="γ, the neuron step size")
+    p.add_argument("--momentum", type=cli.fraction, default=defaults.momentum,
+                   help="momentum of the neuron updates")
+    p.add_argument("--lr-bp", type=cli.positive_float, default=LEARNING_RATES["bp"],
+                   help="Adam learning rate α for BP")
+    p.add_argument("--lr-pc", type=cli.positive_float, default=LEARNING_RATES["pc"],
+                   help="Adam learning rate α for PC")
+    p.add_argument("--batch-size", type=cli.positive_int, default=128, help="training batch size")
     p.add_argument("--loss", choices=("mse", "ce"), default=None, help="default: mse (images), ce (shakespeare)")
     p.add_argument("--act", choices=sorted(ACTIVATIONS), default=ACTIVATION, help="activation (both rules)")
     p.add_argument("--task", choices=TASKS, default="images", help="shakespeare: next character (rnn, lstm)")
-    p.add_argument("--hidden", type=int, default=64, help="hidden units of rnn / lstm")
-    p.add_argument("--seq-len", type=int, default=32, help="shakespeare: characters per window (steps unrolled)")
-    p.add_argument("--text-chars", type=int, default=200_000, help="shakespeare: size of the text slice (0: all)")
+    p.add_argument("--hidden", type=cli.positive_int, default=64, help="hidden units of rnn / lstm")
+    p.add_argument("--seq-len", type=cli.positive_int, default=32,
+                   help="shakespeare: characters per window (steps unrolled)")
+    p.add_argument("--text-chars", type=cli.non_negative_int, default=200_000,
+                   help="shakespeare: size of the text slice (0: all)")
     p.add_argument("--fixed-prediction", action="store_true", help="PC with predictions frozen (exact BP at γ=1)")
-    p.add_argument("--output-precision", type=float, default=defaults.output_precision, help="β of the output term")
+    p.add_argument("--output-precision", type=cli.positive_float, default=defaults.output_precision,
+                   help="β of the output term")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=OPTIMIZER, help="weight optimizer (both rules)")
-    p.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY, help="weight decay (decoupled for adamw)")
+    p.add_argument("--weight-decay", type=cli.non_negative_float, default=WEIGHT_DECAY,
+                   help="weight decay (decoupled for adamw)")
     p.add_argument("--schedule", choices=sorted(SCHEDULES), default=SCHEDULE, help="learning-rate schedule")
-    p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cuda when available)")
-    p.add_argument("--max-batches", type=int, default=None, help="batches per epoch (smoke tests)")
+    p.add_argument("--device", type=cli.device, default="auto",
+                   help="auto (cuda when available, else cpu), cpu, cuda:1, …")
+    p.add_argument("--max-batches", type=cli.positive_int, default=None,
+                   help="batches per epoch (smoke tests)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    cli.add_progress_option(p)
     return p.parse_args(argv)
 
 
@@ -210,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
         lr={"bp": args.lr_bp, "pc": args.lr_pc}, loss=args.loss, pc=pc, optimizer=args.optimizer,
         weight_decay=args.weight_decay, schedule=SCHEDULES[args.schedule],
         max_batches=args.max_batches,
-        progress=not args.no_progress, hyperparameters=recorded,
+        progress=cli.show_progress(args.progress), hyperparameters=recorded,
     )
     print(table(results))
     if args.json:

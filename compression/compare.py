@@ -18,26 +18,31 @@ from dataclasses import replace
 from pathlib import Path
 
 from compression.models import ARCHS, MODELS, default_config, format_table, run, summary
-from pc_common import DATASETS, EMBEDDED, DatasetUnavailableError, load_dataset, pick_device
+from pc_common import DATASETS, EMBEDDED, DatasetUnavailableError, cli, load_dataset, pick_device
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=cli.HelpFormatter)
     p.add_argument("--model", nargs="+", choices=MODELS, default=list(MODELS), help="models to compare")
     p.add_argument("--arch", choices=ARCHS, default="mlp", help="fully connected or convolutional networks")
-    p.add_argument("--dataset", choices=DATASETS, default=EMBEDDED)
-    p.add_argument("--latent", type=int, default=64, help="code size")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds (0 … S−1)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate α of the weights")
-    p.add_argument("--T", type=int, default=None, help="PC inference steps (default: each model's own)")
-    p.add_argument("--inference-lr", type=float, default=None, help="γ, the PC neuron step size")
-    p.add_argument("--momentum", type=float, default=None, help="momentum of the neuron updates")
-    p.add_argument("--max-batches", type=int, default=None, help="batches per epoch (quick runs)")
-    p.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda if available)")
+    p.add_argument("--dataset", choices=DATASETS, default=EMBEDDED, help="images to compress")
+    p.add_argument("--latent", type=cli.positive_int, default=64, help="code size")
+    p.add_argument("--epochs", type=cli.positive_int, default=10, help="passes over the training split")
+    p.add_argument("--seeds", type=cli.positive_int, default=1, help="number of seeds (0 … S−1)")
+    p.add_argument("--batch-size", type=cli.positive_int, default=64, help="training batch size")
+    p.add_argument("--lr", type=cli.positive_float, default=2e-3, help="Adam learning rate α of the weights")
+    p.add_argument("--T", type=cli.non_negative_int, default=None,
+                   help="PC inference steps (default: each model's own)")
+    p.add_argument("--inference-lr", type=cli.positive_float, default=None,
+                   help="γ, the PC neuron step size (default: each model's own)")
+    p.add_argument("--momentum", type=cli.fraction, default=None,
+                   help="momentum of the neuron updates (default: each model's own)")
+    p.add_argument("--max-batches", type=cli.positive_int, default=None,
+                   help="batches per epoch (quick runs)")
+    p.add_argument("--device", type=cli.device, default="auto",
+                   help="auto (cuda when available, else cpu), cpu, cuda:1, …")
     p.add_argument("--json", type=Path, default=None, help="write every run (with its history) to this file")
+    cli.add_progress_option(p)
     return p.parse_args(argv)
 
 
@@ -60,7 +65,8 @@ def main(argv=None) -> list[dict]:
     for name in args.model:
         for seed in range(args.seeds):
             _, result = run(name, splits, arch=args.arch, latent=args.latent, epochs=args.epochs, lr=args.lr,
-                         pc=pc_settings(name, args), seed=seed, max_batches=args.max_batches)
+                         pc=pc_settings(name, args), seed=seed, max_batches=args.max_batches,
+                         progress=cli.show_progress(args.progress))
             print(f"{name} seed {seed}: test MSE {result['test_mse']:.5f} (best epoch {result['best_epoch']})",
                   flush=True)
             results.append(result)
