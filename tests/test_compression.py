@@ -26,7 +26,7 @@ from compression.models import (
     reconstruction_data,
     reconstruction_metrics,
 )
-from compression.models.costs import agreement, networks, ratios_vs_T
+from compression.models.costs import agreement, networks, profiler_flops, ratios_vs_T
 
 SHAPES = [(1, 28, 28), (3, 32, 32)]
 
@@ -259,3 +259,19 @@ def test_coding_by_inference_costs_about_2T_plus_1_encoder_passes():
     ratios = ratios_vs_T(nets, torch.rand(2, 1, 28, 28), 64, pc.PCConfig(T=1), pc.PCConfig(T=1), [1, 6], repeats=1)
     c_out, c_d = 384 * 784, 784 * 384 + 384 * 64
     assert ratios["flop pc-decoder coding"] == pytest.approx([2 + c_out / c_d, 12 + c_out / c_d], rel=1e-12)
+
+
+def test_profiler_count_writes_nothing_to_stderr(capfd):
+    """The profiler count of FLOPs.ipynb (the original tutorial's method) leaves no "USDT: profiler_start" lines.
+
+    Oracle for the number: a Linear n → m on B rows is one matrix product, 2·B·n·m FLOPs. capfd reads file
+    descriptor 2 itself, where the profiler's C++ logging goes.
+    """
+    layer, x = nn.Linear(6, 4), torch.rand(5, 6)
+
+    def forward():
+        with torch.no_grad():
+            layer(x)
+
+    assert profiler_flops(forward) == 2 * 5 * 6 * 4
+    assert capfd.readouterr().err == ""

@@ -15,7 +15,9 @@ by inference costs about 2T + 1 encoder passes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -80,6 +82,33 @@ def agreement(nets: dict[str, nn.Module], x: torch.Tensor, latent: int, ae_pc: P
         rows.append({"operation": name, "analytic": analytic, "fvcore": None,
                      "counter": flops.counted_step_flops(op)["total"]})
     return rows
+
+
+@contextmanager
+def _stderr_to_devnull():
+    """Point file descriptor 2 at /dev/null for the block (Python's sys.stderr alone would not catch C++ logs)."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def profiler_flops(step: Callable[[], None]) -> int:
+    """``torch.profiler``'s ``with_flops`` total over one call of ``step``: the count the original tutorial used.
+
+    Shown for contrast: it misses the convolution backward and every ``ConvTranspose2d``. The profiler's C++ side
+    writes "USDT: … profiler_start / profiler_stop" lines (and, without a GPU, a failed device probe) straight to
+    the process's stderr whatever ``KINETO_LOG_LEVEL`` says, so that stream is silenced while it runs; a failing
+    ``step`` still raises as usual.
+    """
+    with _stderr_to_devnull():
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], with_flops=True) as prof:
+            step()
+    return sum(e.flops for e in prof.key_averages())
 
 
 def ratios_vs_T(nets: dict[str, nn.Module], x: torch.Tensor, latent: int, ae_pc: PCConfig, decoder_pc: PCConfig,
