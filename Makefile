@@ -28,7 +28,7 @@ test: $(STAMP)
 
 # Notebooks draw with the inline backend, whatever MPLBACKEND the shell exports, so that their figures are saved in
 # their outputs (under Agg they would be drawn nowhere). `make test` keeps Agg: nbval compares no images.
-EXECUTE := MPLBACKEND=module://matplotlib_inline.backend_inline $(PY) -m jupyter nbconvert --to notebook --execute \
+EXECUTE := MPLBACKEND=module://matplotlib_inline.backend_inline $(PY) -m nbconvert --to notebook --execute \
 	--ExecutePreprocessor.timeout=-1
 
 run: $(STAMP)
