@@ -23,8 +23,9 @@ INLINE = re.compile(r"`([^`\n]+)`")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 # A relative path: ASCII names joined by slashes (so not a URL, an absolute or home path, a placeholder or ∂F/∂Θ).
 PATHLIKE = re.compile(r"^[\w.*-]+(/[\w.*-]*)+$", re.ASCII)
-# `python path/to/script.py ARGS` or `python -m package.module ARGS` (optionally after VAR=value settings).
-COMMAND = re.compile(r"^\s*(?:[A-Z_]+=\S+\s+)*python\s+(?:-m\s+([\w.]+)|(\S+\.py))([^\n`|]*)", re.M)
+# `.venv/bin/python path/to/script.py ARGS` or `.venv/bin/python -m package.module ARGS` (the prefix optional,
+# optionally after VAR=value settings).
+COMMAND = re.compile(r"^\s*(?:[A-Z_]+=\S+\s+)*(?:\.venv/bin/)?python\s+(?:-m\s+([\w.]+)|(\S+\.py))([^\n`|]*)", re.M)
 
 
 def _code_texts() -> list[str]:
@@ -54,7 +55,8 @@ def _path_tokens() -> set[str]:
     for text in _code_texts():
         for token in re.split(r"[\s,;()\"'=|]+", text):
             token = token.rstrip(".:")
-            if not PATHLIKE.match(token) or token.startswith(".."):
+            # .venv/… is made by `make`, not part of the repository.
+            if not PATHLIKE.match(token) or token.startswith(("..", ".venv/")):
                 continue
             tokens.add(token)
     return tokens
