@@ -190,18 +190,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="batches per epoch (smoke tests)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     cli.add_progress_option(p)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    text = args.task == TASK
+    if text and args.model not in ("rnn", "lstm"):
+        p.error(f"--task {TASK} needs --model rnn or lstm")
+    args.loss = args.loss or ("ce" if text else "mse")
+    if text and args.loss != "ce":
+        p.error(f"--task {TASK} predicts a character distribution: use --loss ce")
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     device = pick_device(args.device)
     text = args.task == TASK
-    if text and args.model not in ("rnn", "lstm"):
-        sys.exit(f"error: --task {TASK} needs --model rnn or lstm")
-    args.loss = args.loss or ("ce" if text else "mse")
-    if text and args.loss != "ce":
-        sys.exit(f"error: --task {TASK} predicts a character distribution: use --loss ce")
     try:
         if text:
             data, _ = load_shakespeare(args.seq_len, args.text_chars or None, args.batch_size, device=device)

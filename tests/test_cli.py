@@ -73,6 +73,16 @@ def test_bad_values_are_one_line_errors(script, args, option, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--task", "shakespeare", "--model", "mlp"], "--task shakespeare needs --model rnn or lstm"),
+    (["--task", "shakespeare", "--model", "lstm", "--loss", "mse"], "use --loss ce"),
+])
+def test_options_that_do_not_go_together(args, message, capsys):
+    """classification/compare.py: a task with a model or loss it cannot use is a parse error too (exit code 2)."""
+    err = parse_error(classification_compare.main, args, capsys)
+    assert message in err.strip().splitlines()[-1]
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_cuda_without_a_gpu_says_so_and_suggests_cpu(script, capsys, monkeypatch):
     """``--device cuda`` on a machine without CUDA names the cause and the fix (CUDA hidden, so it holds on a GPU)."""
