@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from classification.compare import WEIGHT_DECAY
 from classification.models import mlp
-from pc_common import DATASETS, PCConfig, fit, load_dataset, pick_device, seed_everything
+from pc_common import DATASETS, PCConfig, cli, fit, load_dataset, pick_device, seed_everything
 from pc_common.diagnostics import energy_curvature, gradient_alignment
 
 # name: (rule, optimizer, α, schedule, PC settings). "before" is the setting that blew up on full Fashion-MNIST (Adam
@@ -107,17 +107,18 @@ def diagnose(dataset: str = "fashion-mnist", epochs: int = 15, seed: int = 0, de
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None)
-    p.add_argument("--max-batches", type=int, default=None, help="batches per epoch (smoke tests)")
-    p.add_argument("--json", type=Path, default=None)
-    p.add_argument("--no-progress", action="store_true")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=cli.HelpFormatter)
+    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist", help="images to classify")
+    p.add_argument("--epochs", type=cli.positive_int, default=15, help="passes over the training split")
+    p.add_argument("--seed", type=cli.non_negative_int, default=0, help="training seed")
+    p.add_argument("--device", type=cli.device, default="auto",
+                   help="auto (cuda when available, else cpu), cpu, cuda:1, …")
+    p.add_argument("--max-batches", type=cli.positive_int, default=None, help="batches per epoch (smoke tests)")
+    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    cli.add_progress_option(p)
     args = p.parse_args(argv)
     results = diagnose(args.dataset, args.epochs, args.seed, args.device, args.max_batches,
-                       progress=not args.no_progress)
+                       progress=cli.show_progress(args.progress))
     for name, run in results["runs"].items():
         last = run["epochs"][-1]
         print(f"{name:<28} val {100 * last['val_accuracy']:.2f} %  γλ_max {last['gamma_lambda']:.2f}  "

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from classification.compare import OPTIMIZER, SCHEDULE, WEIGHT_DECAY
 from classification.diagnose import probe_batch
 from classification.models import mlp
-from pc_common import DATASETS, PCConfig, fit, load_dataset, pick_device, seed_everything
+from pc_common import DATASETS, PCConfig, cli, fit, load_dataset, pick_device, seed_everything
 from pc_common.diagnostics import energy_curvature
 
 # The grid: the weight optimizer is compare.py's (shared by both rules); BP varies α; PC varies α, the output
@@ -85,25 +85,26 @@ def sweep(dataset: str = "fashion-mnist", epochs: int = 25, seed: int = 0, loss:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
-    p.add_argument("--epochs", type=int, default=25)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--loss", choices=("mse", "ce"), default="mse")
-    p.add_argument("--device", default=None)
-    p.add_argument("--max-batches", type=int, default=None, help="batches per epoch (smoke tests)")
-    p.add_argument("--only", type=int, nargs="+", default=None,
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=cli.HelpFormatter)
+    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist", help="images to classify")
+    p.add_argument("--epochs", type=cli.positive_int, default=25, help="passes over the training split")
+    p.add_argument("--seed", type=cli.non_negative_int, default=0, help="training seed")
+    p.add_argument("--loss", choices=("mse", "ce"), default="mse", help="output loss")
+    p.add_argument("--device", type=cli.device, default="auto",
+                   help="auto (cuda when available, else cpu), cpu, cuda:1, …")
+    p.add_argument("--max-batches", type=cli.positive_int, default=None, help="batches per epoch (smoke tests)")
+    p.add_argument("--only", type=cli.non_negative_int, nargs="+", default=None,
                    help="run these grid points only (indices, BP first); merge the JSON files with --merge")
     p.add_argument("--merge", type=Path, nargs="+", default=None, help="merge sweep JSON files into --json")
-    p.add_argument("--json", type=Path, default=None)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    cli.add_progress_option(p)
     args = p.parse_args(argv)
     if args.merge:
         parts = [json.loads(f.read_text()) for f in args.merge]
         results = {"setting": parts[0]["setting"], "runs": [r for part in parts for r in part["runs"]]}
     else:
         results = sweep(args.dataset, args.epochs, args.seed, args.loss, args.device, args.max_batches,
-                        only=args.only, progress=not args.no_progress)
+                        only=args.only, progress=cli.show_progress(args.progress))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))

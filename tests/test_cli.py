@@ -1,4 +1,4 @@
-"""pc_common/cli.py and the four scripts: a bad number or device is a one-line argparse error, never a traceback.
+"""pc_common/cli.py and the scripts: a bad number or device is a one-line argparse error, never a traceback.
 
 A newcomer's first mistake (``--epochs 0``, ``--device cuda`` on a laptop) used to end in an IndexError or a
 15-line CUDA traceback. Every value is now checked where it is parsed; the oracle is argparse's contract: exit code
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from classification import benchmark
+from classification import benchmark, diagnose, sweep
 from classification import compare as classification_compare
 from compression import compare as compression_compare
 from PC_BP_Gradients import gradcheck
@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = {
     "classification/compare.py": classification_compare.main,
     "classification/benchmark.py": benchmark.main,
+    "classification/diagnose.py": diagnose.main,
+    "classification/sweep.py": sweep.main,
     "compression/compare.py": compression_compare.main,
     "PC_BP_Gradients/gradcheck.py": gradcheck.main,
 }
@@ -38,11 +40,16 @@ BAD_VALUES = {
         (["--T", "-1"], "--T"), (["--inference-lr", "0"], "--inference-lr"), (["--momentum", "1"], "--momentum"),
         (["--lr-pc", "nan"], "--lr-pc"), (["--hidden", "two"], "--hidden"), (["--text-chars", "-5"], "--text-chars"),
         (["--output-precision", "-1"], "--output-precision"), (["--max-batches", "0"], "--max-batches"),
+        (["--weight-decay", "-1e-4"], "--weight-decay"),
     ],
     "classification/benchmark.py": [
         (["--repeats", "0"], "--repeats"), (["--T", "-1"], "--T"), (["--batch-size", "0"], "--batch-size"),
         (["--threads", "0"], "--threads"),
     ],
+    "classification/diagnose.py": [
+        (["--epochs", "0"], "--epochs"), (["--seed", "-1"], "--seed"), (["--max-batches", "0"], "--max-batches"),
+    ],
+    "classification/sweep.py": [(["--epochs", "0"], "--epochs"), (["--only", "2", "-1"], "--only")],
     "compression/compare.py": [
         (["--epochs", "0"], "--epochs"), (["--seeds", "0"], "--seeds"), (["--batch-size", "0"], "--batch-size"),
         (["--T", "-1"], "--T"), (["--latent", "0"], "--latent"), (["--lr", "0"], "--lr"),
@@ -111,6 +118,7 @@ def test_device_auto_and_explicit():
         (cli.positive_int, {"1": 1, "12": 12}, ["0", "-3", "1.5", "x", ""]),
         (cli.non_negative_int, {"0": 0, "7": 7}, ["-1", "2.0", "x"]),
         (cli.positive_float, {"0.5": 0.5, "3e-3": 3e-3, "50": 50.0}, ["0", "-1e-9", "nan", "inf", "x"]),
+        (cli.non_negative_float, {"0": 0.0, "2e-5": 2e-5}, ["-1e-9", "inf", "x"]),
         (cli.fraction, {"0": 0.0, "0.9": 0.9}, ["1", "1.5", "-0.1", "nan", "x"]),
     ],
 )
