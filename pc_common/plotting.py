@@ -28,8 +28,8 @@ def plot_histories(
 ):
     """Learning curves, mean ± std over seeds, one panel per metric and one line per run.
 
-    Each run gets its own colour (the same in every panel), so three runs of two rules (BP, fixed-prediction PC,
-    standard PC) stay apart.
+    Each run gets its own colour and line style (the same in every panel), so three runs of two rules (BP,
+    fixed-prediction PC, standard PC) stay apart, and a run that lies on another (exact PC on BP) still shows.
 
     Args:
         runs: ``{label: [History, …]}``, e.g. ``{"BP": [...], "PC": [...]}`` (one History per seed); the label is
@@ -46,7 +46,7 @@ def plot_histories(
             values = np.array([h.series(key) for h in histories], dtype=float)
             epochs = np.arange(1, values.shape[1] + 1)
             mean, std = values.mean(0), values.std(0)
-            ax.plot(epochs, mean, marker="o", ms=3, color=f"C{i}", label=label_run)
+            ax.plot(epochs, mean, marker="o", ms=3, color=f"C{i}", ls=("-", "--", "-.", ":")[i % 4], label=label_run)
             ax.fill_between(epochs, mean - std, mean + std, color=f"C{i}", alpha=0.2)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_xlabel("epoch")
