@@ -3,8 +3,10 @@
 For each registered model, on one fixed batch in float64:
 
     fixed_prediction_rel_error  ‖g_PC − g_BP‖ / ‖g_BP‖ in fixed-prediction mode at γ = 1, T = depth (round-off: ~1e-16)
-    standard_pc_cosine          cos(g_PC, g_BP) of standard PC at the notebook's default T and γ
+    standard_pc_cosine          cos(g_PC, g_BP) of standard PC at the notebook's default T, γ and β
     standard_pc_rel_error       ‖g_PC − g_BP‖ / ‖g_BP‖ of the same
+    standard_pc_by_beta         the cosine and relative error at the same T and γ for a firmly (β = 1) and a weakly
+                                (β = 0.01) clamped output, so that every model is also compared at both β
 
 and, for the scalar function of Millidge et al. (2020), the PC estimate −ε_x of dL/dx (fixed prediction, γ = 1,
 T = graph depth) next to the autograd value.
@@ -21,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -80,11 +82,18 @@ MODELS: dict[str, Case] = {
 }
 
 
-def check(case: Case, device=None) -> dict[str, float]:
+# Output precisions at which every model's standard PC is also reported: the default settings differ between models
+# (β = 1 for the MLP, 0.01 for the graphs), and the cosine depends strongly on β (Whittington & Bogacz, 2017).
+BETAS = (1.0, 0.01)
+
+
+def check(case: Case, device=None) -> dict:
     """Fixed-prediction relative error and standard-PC agreement (all layers together) of one model."""
     model, x, y = case.build(pc.pick_device(device))
     fixed = pc_vs_bp(model, x, y, case.loss, pc.PCConfig(T=case.depth, inference_lr=1.0, fixed_prediction=True))
     standard = pc_vs_bp(model, x, y, case.loss, case.standard)
+    by_beta = {str(beta): pc_vs_bp(model, x, y, case.loss, replace(case.standard, output_precision=beta))["all"]
+               for beta in BETAS}
     return {
         "fixed_prediction_rel_error": fixed["all"]["rel_error"],
         "fixed_prediction_T": case.depth,
@@ -92,6 +101,8 @@ def check(case: Case, device=None) -> dict[str, float]:
         "standard_pc_rel_error": standard["all"]["rel_error"],
         "standard_pc_T": case.standard.T,
         "standard_pc_inference_lr": case.standard.inference_lr,
+        "standard_pc_output_precision": case.standard.output_precision,
+        "standard_pc_by_beta": {b: {"cosine": r["cosine"], "rel_error": r["rel_error"]} for b, r in by_beta.items()},
     }
 
 
@@ -112,12 +123,16 @@ def run(models=None, device=None) -> dict:
 
 def format_table(report: dict) -> str:
     """The report as a plain-text table."""
-    head = f"{'model':<8} {'fixed-pred rel err':>19} {'T':>3} {'std-PC cosine':>14} {'std-PC rel err':>15} {'T':>4}"
+    betas = [f"cos β={b}" for b in BETAS]
+    head = (f"{'model':<8} {'fixed-pred rel err':>19} {'T':>3} {'std-PC cosine':>14} {'std-PC rel err':>15} "
+            f"{'T':>4} {'γ':>5} {'β':>5} " + " ".join(f"{b:>11}" for b in betas))
     rows = [head, "-" * len(head)]
     for name, r in report["models"].items():
         rows.append(
             f"{name:<8} {r['fixed_prediction_rel_error']:>19.2e} {r['fixed_prediction_T']:>3d} "
-            f"{r['standard_pc_cosine']:>14.6f} {r['standard_pc_rel_error']:>15.3e} {r['standard_pc_T']:>4d}"
+            f"{r['standard_pc_cosine']:>14.6f} {r['standard_pc_rel_error']:>15.3e} {r['standard_pc_T']:>4d} "
+            f"{r['standard_pc_inference_lr']:>5g} {r['standard_pc_output_precision']:>5g} "
+            + " ".join(f"{r['standard_pc_by_beta'][str(b)]['cosine']:>11.6f}" for b in BETAS)
         )
     rows.append(
         f"scalar dL/dx: PC {report['scalar_dLdx_pc']:.12f} (T={report['scalar_T']}, γ=1)   "

@@ -224,7 +224,8 @@ BP_LINES = [
     (0, r"$\mathbf{1.}$ forward: $h_\ell = f_\ell(h_{\ell-1};\Theta_\ell)$  (activations stored)", "model(x)"),
     (0, r"$\mathbf{2.}$ loss $L(\hat y, y)$, batch mean", "loss"),
     (0, r"$\mathbf{3.}$ backward, layer after layer:", ".backward()"),
-    (1, r"$\delta_{\hat y} = \partial L/\partial\hat y$,   $\delta_\ell = J_{\ell+1}^{\top}\delta_{\ell+1}$", ""),
+    (1, r"gradients $\delta_\ell = \partial L/\partial h_\ell$:   $\delta_{\hat y} = \partial L/\partial\hat y$,   "
+        r"$\delta_\ell = J_{\ell+1}^{\top}\delta_{\ell+1}$", ""),
     (1, r"$\partial L/\partial\Theta_\ell = (\partial h_\ell/\partial\Theta_\ell)^{\top}\delta_\ell$", ""),
     (0, r"$\mathbf{4.}$ $\Theta \leftarrow \Theta - \alpha\,\partial L/\partial\Theta$", "optimizer.step()"),
 ]
@@ -255,13 +256,14 @@ def draw_pseudocodes(path: Path) -> None:
               "config = PCConfig(T, inference_lr, momentum, fixed_prediction, output_precision)", PC_LINES,
               r"cost: $T{+}1$ forward passes (the energy evaluations), $T$ error sweeps (neurons only), one weight gradient"
               "\n"
-              r"fixed-prediction mode ($\mu, J$ frozen at step 1), $\gamma = 1$, $T \geq$ depth: exactly BP",
+              r"fixed-prediction mode ($\mu, J$ frozen at step 1 and stored), $\gamma = 1$, $T \geq$ depth: exactly BP,"
+              " but not local in time",
               PRED)
     _code_box(fig, 0.59, 0.03, 0.40, 0.87, "Backpropagation", "pc_common.bp_gradients(model, x, y, loss)",
               BP_LINES, "cost: one forward pass, one backward pass\n"
               r"the value nodes $\varphi_\ell$ are the identity: the very same network" "\n"
               r"PC's relaxed errors: $\varepsilon_\ell \approx -\beta\,\delta_\ell$ "
-              r"(exact in fixed-prediction mode)", ERR)
+              r"(small $\beta$; exact in fixed-prediction mode)", ERR)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
 

@@ -17,11 +17,13 @@ from compression.models import (
     autoencoder,
     autoencoder_evaluator,
     build,
+    decoder_as_generative,
     decoder_evaluator,
     gaussian_samples,
     generative,
     halves,
     infer_codes,
+    inference_vs_steps,
     prior_mean,
     reconstruction_data,
     reconstruction_metrics,
@@ -229,6 +231,53 @@ def test_halves_compose_to_the_autoencoder():
     x = torch.rand(4, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(decoder(encoder(x)), model(x))
+
+
+def test_inferred_codes_from_a_start_descend_the_energy_with_the_prior_moved_there(images):
+    """With a start m, inference is T steps of plain gradient descent on the hand-written
+    F = ½‖φ_z − m‖² + ½‖φ_h − tanh(W₃φ_z + b₃)‖² + ½‖x − σ(W₄φ_h + b₄)‖², from φ_z = m, φ_h = tanh(W₃m + b₃).
+
+    Oracle: the same descent written with autograd on that formula (float64). This is the energy the amortisation-gap
+    control uses when it refines an encoder's codes, so the prior must follow the start.
+    """
+    torch.manual_seed(0)
+    model = autoencoder("mlp", latent=8).double()
+    encoder, _ = halves(model)
+    generative_bp = decoder_as_generative(model)
+    x = images[:16]
+    with torch.no_grad():
+        m = encoder(x)
+    gamma, T = 0.1, 5
+    codes = infer_codes(generative_bp, x, 8, pc.PCConfig(T=T, inference_lr=gamma), start=m)[0]
+    lin3, lin4 = generative_bp[1], generative_bp[4]
+    with torch.no_grad():
+        z, h = m.clone(), torch.tanh(lin3(m))
+    for _ in range(T):
+        z.requires_grad_(True)
+        h.requires_grad_(True)
+        energy = (0.5 * (z - m).pow(2).sum() + 0.5 * (h - torch.tanh(lin3(z))).pow(2).sum()
+                  + 0.5 * (x.flatten(1) - torch.sigmoid(lin4(h))).pow(2).sum())
+        gz, gh = torch.autograd.grad(energy, (z, h))
+        z, h = (z - gamma * gz).detach(), (h - gamma * gh).detach()
+    assert relative_error(codes, z) < 1e-12
+
+
+def test_inference_from_the_encoders_codes_at_T0_is_the_autoencoder(images):
+    """inference_vs_steps with the encoder as start and T = 0 decodes E(x): the autoencoder's own MSE and code norm.
+
+    Oracle: the autoencoder's forward pass (a round trip through the shared halves), so the control curve starts
+    exactly at the BP autoencoder.
+    """
+    torch.manual_seed(0)
+    model = autoencoder("mlp", latent=8).double()
+    encoder, _ = halves(model)
+    loader = pc.TensorLoader(images[:100], images[:100], 64)
+    curve = inference_vs_steps(decoder_as_generative(model), loader, 8, DECODER_PC, [0], encoder=encoder)
+    with torch.no_grad():
+        mse = float((model(images[:100]) - images[:100]).pow(2).mean())
+        norm = float(encoder(images[:100]).norm(dim=1).mean())
+    assert curve["mse"][0] == pytest.approx(mse, rel=1e-12)
+    assert curve["code_norm"][0] == pytest.approx(norm, rel=1e-12)
 
 
 def test_gaussian_samples_follow_the_fitted_gaussian():

@@ -16,7 +16,9 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from pc_common import PCConfig, Splits, TensorLoader, infer, pc_layers, squared_error
+from pc_common import PCConfig, PCLayer, Splits, TensorLoader, infer, pc_layers, squared_error
+
+from .networks import halves
 
 
 def prior_mean(images: torch.Tensor, latent: int) -> torch.Tensor:
@@ -53,22 +55,26 @@ def reconstruction_data(splits: Splits, latent: int | None = None) -> Splits:
     return Splits(splits.name, parts["train"], parts["val"], parts["test"], splits.input_shape, splits.num_classes)
 
 
-def infer_codes(model: nn.Module, images: torch.Tensor, latent: int, config: PCConfig):
+def infer_codes(model: nn.Module, images: torch.Tensor, latent: int, config: PCConfig,
+                start: torch.Tensor | None = None):
     """Codes φ_z* of ``images`` by PC inference with the weights frozen (no weight ``.grad`` is touched).
 
     Args:
-        model: a generative decoder from :func:`compression.models.generative`.
+        model: a generative decoder from :func:`compression.models.generative` (or :func:`decoder_as_generative`).
         images: the batch to code, clamped at the output.
         latent: code size.
         config: T, γ and momentum of inference.
+        start: the latent's prediction and starting point, (B, latent); default the prior mean 0. Another start m
+            moves the prior term to ½‖φ_z − m‖² (a Gaussian N(m, I) around it).
 
     Returns:
         (codes of shape (B, latent), the energy trace of the inference, T + 1 values).
     """
     was_training = model.training
     model.train()  # inference runs in train mode; the decoder has no dropout or batch norm, so nothing else changes
+    start = prior_mean(images, latent) if start is None else start
     try:
-        result = infer(model, prior_mean(images, latent), images, "mse", config, weight_grads=False)
+        result = infer(model, start, images, "mse", config, weight_grads=False)
     finally:
         model.train(was_training)
     codes = pc_layers(model)[0].neurons[0].detach().clone()
@@ -112,9 +118,46 @@ def autoencoder_evaluator(model: nn.Module, loader: TensorLoader) -> dict[str, f
     return _mean_over(loader, lambda x, images: decode(model, x))
 
 
-def mse_vs_steps(model: nn.Module, loader: TensorLoader, latent: int, config: PCConfig, steps) -> list[float]:
-    """Per-pixel MSE of the decoded codes after T inference steps, for each T in ``steps`` (other settings fixed)."""
-    return [decoder_evaluator(latent, replace(config, T=T))(model, loader)["mse"] for T in steps]
+def decoder_as_generative(autoencoder: nn.Sequential) -> nn.Sequential:
+    """The decoder half of a trained autoencoder behind a latent value node, sharing its weights.
+
+    Its codes can then be *inferred* exactly like those of the PC generative decoder (same energy, prior term
+    included): the control that separates what inference buys from what PC training buys.
+    """
+    return nn.Sequential(PCLayer(), *halves(autoencoder)[1])
+
+
+def inference_vs_steps(model: nn.Module, loader: TensorLoader, latent: int, config: PCConfig, steps,
+                       encoder: nn.Module | None = None) -> dict[str, list[float]]:
+    """Per-pixel MSE of the decoded codes, and their mean norm ‖φ_z‖, after T inference steps, for each T in ``steps``.
+
+    Each T is a fresh inference with the other settings of ``config``; the images are the loader's targets.
+
+    Args:
+        model: a generative decoder, or :func:`decoder_as_generative` of an autoencoder.
+        loader: yields (input, image) pairs (only the image is used).
+        latent: code size.
+        config: γ and momentum of inference (its T is replaced).
+        steps: the numbers of inference steps.
+        encoder: if given, codes start at z = E(x) (prior N(E(x), I)), so T = 0 is the autoencoder itself;
+            otherwise at the prior mean 0.
+
+    Returns:
+        ``{"T": steps, "mse": [...], "code_norm": [...]}`` (means over the loader's images).
+    """
+    out = {"T": list(steps), "mse": [], "code_norm": []}
+    for T in steps:
+        mse, norm, n = 0.0, 0.0, 0
+        for _, images in loader:
+            with torch.no_grad():
+                start = None if encoder is None else encoder(images)
+            codes = infer_codes(model, images, latent, replace(config, T=T), start)[0]
+            mse += reconstruction_metrics(decode(model, codes), images)["mse"]
+            norm += float(codes.norm(dim=1).sum())
+            n += len(images)
+        out["mse"].append(mse / n)
+        out["code_norm"].append(norm / n)
+    return out
 
 
 def decoder_evaluator(latent: int, config: PCConfig):

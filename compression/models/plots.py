@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import NullLocator
 
 
 def image_rows(rows: Mapping[str, torch.Tensor], title: str = ""):
@@ -32,8 +33,15 @@ def image_rows(rows: Mapping[str, torch.Tensor], title: str = ""):
 
 
 def plot_lines(x: Sequence[float], curves: Mapping[str, Sequence[float]], xlabel: str, ylabel: str, title: str,
-               logx: bool = False, logy: bool = False, ax=None):
-    """One line per curve against ``x``, markers at the measured points.
+               xscale: str = "linear", yscale: str = "linear", ax=None):
+    """One line per curve against ``x``, markers at the measured points, one tick per measured x.
+
+    Args:
+        x: the measured points (shared by every curve).
+        curves: ``{legend label: values}``.
+        xlabel, ylabel, title: axis labels and title.
+        xscale, yscale: ``"linear"``, ``"log"`` or ``"symlog"`` (log with a linear part around 0, so x = 0 shows).
+        ax: axes to draw on (default: a new figure).
 
     Returns:
         the axes.
@@ -42,8 +50,11 @@ def plot_lines(x: Sequence[float], curves: Mapping[str, Sequence[float]], xlabel
         _, ax = plt.subplots(figsize=(5, 3.6))
     for label, y in curves.items():
         ax.plot(np.asarray(x), np.asarray(y, dtype=float), marker="o", ms=4, label=label)
-    ax.set_xscale("log" if logx else "linear")
-    ax.set_yscale("log" if logy else "linear")
+    ax.set_xscale(xscale, **({"linthresh": 1} if xscale == "symlog" else {}))
+    ax.set_yscale(yscale)
+    # Label the measured points only: on a log axis the automatic minor labels (2×10¹, 3×10¹, …) overlap them.
+    ax.set_xticks(list(x), [f"{v:g}" for v in x])
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
