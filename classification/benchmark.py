@@ -47,7 +47,7 @@ def benchmark(repeats: int = 7, T: int = 8, batch_size: int = 128, act: str = AC
     seed_everything(0)
     initial = mlp(act=act).to(pick_device(device))
     models = {rule: copy.deepcopy(initial) for rule in ("bp", "pc")}
-    optimizers = {rule: torch.optim.Adam(m.parameters(), lr=LEARNING_RATES[rule]) for rule, m in models.items()}
+    optimizers = {rule: torch.optim.Adam(m.parameters(), lr=LEARNING_RATES["mse"][rule]) for rule, m in models.items()}
     times = {rule: [] for rule in models}
     for r in range(repeats + 1):
         for rule, model in models.items():
