@@ -31,6 +31,9 @@ RULES = {
     "pc-fixed-prediction": pc.PCConfig(T=3, inference_lr=1.0, fixed_prediction=True),
 }
 TOLERANCE = 1e-12
+# Fixed-prediction inference is not gradient descent on F, so its energy trace may rise; the divergence guard's
+# warning says nothing about what is tested here.
+pytestmark = pytest.mark.filterwarnings("ignore:PC training may be diverging:RuntimeWarning")
 
 
 def _splits() -> pc.Splits:
