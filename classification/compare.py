@@ -13,6 +13,10 @@ MNIST: 28 steps of 28 pixels); ``--task shakespeare`` is next-character predicti
     python classification/compare.py --model rnn --loss ce --T 28 --fixed-prediction --inference-lr 1
     python classification/compare.py --task shakespeare --model lstm --seq-len 32 --text-chars 200000 --T 8
 
+On several processes (data parallel, see the README's "Scaling out"), e.g. two on this machine:
+
+    torchrun --standalone --nproc_per_node=2 classification/compare.py --dataset fashion-mnist --device cpu
+
 Adding a model is one entry in :data:`MODELS` (a builder from the dataset's input shape and class count).
 """
 
@@ -39,8 +43,8 @@ from pc_common import (
     PCConfig,
     Splits,
     cli,
+    distributed,
     load_dataset,
-    pick_device,
     train_rules,
 )
 from pc_common.training import OPTIMIZERS, RULES
@@ -210,7 +214,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    device = pick_device(args.device)
+    device = distributed.init(args.device)  # joins torchrun's process group, if launched by torchrun
     text = args.task == TASK
     try:
         if text:
@@ -221,10 +225,13 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(f"error: {err}")
     pc = PCConfig(T=args.T, inference_lr=args.inference_lr, momentum=args.momentum,
                   fixed_prediction=args.fixed_prediction, output_precision=args.output_precision)
-    print(f"{args.model} on {data.name} ({device}), {args.epochs} epochs, seeds 0…{args.seeds - 1}, "
-          f"T={pc.T}, γ={pc.inference_lr}, momentum={pc.momentum}, β={pc.output_precision}; {args.optimizer} "
-          f"α: BP {args.lr_bp:g}, PC {args.lr_pc:g}, {args.schedule}", file=sys.stderr)
-    recorded = {"model": args.model, "activation": args.act, "task": args.task}
+    main_process = distributed.is_main()  # only rank 0 prints and writes
+    if main_process:
+        print(f"{args.model} on {data.name} ({device}, {distributed.world_size()} process(es)), {args.epochs} epochs, "
+              f"seeds 0…{args.seeds - 1}, T={pc.T}, γ={pc.inference_lr}, momentum={pc.momentum}, "
+              f"β={pc.output_precision}; {args.optimizer} α: BP {args.lr_bp:g}, PC {args.lr_pc:g}, {args.schedule}",
+              file=sys.stderr)
+    recorded = {"model": args.model, "activation": args.act, "task": args.task, "processes": distributed.world_size()}
     if args.model in ("rnn", "lstm"):
         recorded.update(hidden=args.hidden, **({"seq_len": args.seq_len, "text_chars": args.text_chars} if text else {}))
     results = compare(
@@ -232,10 +239,12 @@ def main(argv: list[str] | None = None) -> dict:
         lr={"bp": args.lr_bp, "pc": args.lr_pc}, loss=args.loss, pc=pc, optimizer=args.optimizer,
         weight_decay=args.weight_decay, schedule=SCHEDULES[args.schedule],
         max_batches=args.max_batches,
-        progress=cli.show_progress(args.progress), hyperparameters=recorded,
+        progress=cli.show_progress(args.progress) and main_process, hyperparameters=recorded,
     )
-    print(table(results))
-    if args.json:
+    distributed.finish()
+    if main_process:
+        print(table(results))
+    if main_process and args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))
         print(f"results written to {args.json}", file=sys.stderr)

@@ -7,6 +7,10 @@ For every model and seed it trains on the training split, keeps the best-validat
 (per pixel) there, the parameter count, the training seconds per epoch and the test-time seconds per batch (the PC
 decoder infers every code at test time; an autoencoder runs its encoder). ``--T``, ``--inference-lr`` (γ) and ``--momentum``
 override the PC inference settings of the PC models (their defaults were chosen on the validation split).
+
+On several processes (data parallel, see the README's "Scaling out"), e.g. two on this machine:
+
+    torchrun --standalone --nproc_per_node=2 compression/compare.py --dataset fashion-mnist --device cpu
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from compression.models import ARCHS, MODELS, default_config, format_table, run, summary
-from pc_common import DATASETS, EMBEDDED, DatasetUnavailableError, cli, load_dataset, pick_device
+from pc_common import DATASETS, EMBEDDED, DatasetUnavailableError, cli, distributed, load_dataset
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,8 +61,10 @@ def pc_settings(name: str, args: argparse.Namespace):
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
+    device = distributed.init(args.device)  # joins torchrun's process group, if launched by torchrun
+    main_process = distributed.is_main()  # only rank 0 prints and writes
     try:
-        splits = load_dataset(args.dataset, batch_size=args.batch_size, device=pick_device(args.device))
+        splits = load_dataset(args.dataset, batch_size=args.batch_size, device=device)
     except DatasetUnavailableError as err:
         sys.exit(f"error: {err}")
     results = []
@@ -67,9 +73,13 @@ def main(argv=None) -> list[dict]:
             _, result = run(name, splits, arch=args.arch, latent=args.latent, epochs=args.epochs, lr=args.lr,
                          pc=pc_settings(name, args), seed=seed, max_batches=args.max_batches,
                          progress=cli.show_progress(args.progress))
-            print(f"{name} seed {seed}: test MSE {result['test_mse']:.5f} (best epoch {result['best_epoch']})",
-                  flush=True)
+            if main_process:
+                print(f"{name} seed {seed}: test MSE {result['test_mse']:.5f} (best epoch {result['best_epoch']})",
+                      flush=True)
             results.append(result)
+    distributed.finish()
+    if not main_process:
+        return results
     rows = summary(results)
     print(f"\n{args.dataset}, {args.arch}, latent {args.latent}, {args.epochs} epochs, test MSE per pixel at the "
           f"best-validation epoch (test batch of {rows[0]['test_batch_size']}):")

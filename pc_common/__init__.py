@@ -6,6 +6,7 @@ The chain, one job per module:
     inference  T neuron updates + one weight-gradient evaluation (T + 1 energy evaluations); the BP twin
     training   the train / validate / test loop for both rules
     data       the embedded ``mnist-5k`` digits and the torchvision datasets
+    distributed  data parallelism over processes (``torchrun``): sharded batches, averaged gradients
 """
 
 from .data import DATASETS, EMBEDDED, DatasetUnavailableError, Splits, TensorLoader, load_dataset

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .distributed import share
 from .utils import pick_device
 
 EMBEDDED = "mnist-5k"
@@ -34,6 +35,9 @@ class DatasetUnavailableError(RuntimeError):
 
 class TensorLoader:
     """Mini-batches of in-memory tensors; the last partial batch is kept.
+
+    Under ``torchrun`` each process gets its share of every batch (:func:`pc_common.distributed.share`); the
+    seeded order of the global batches is the same on every process.
 
     Args:
         x, y: inputs and targets, first dimension N.
@@ -54,11 +58,12 @@ class TensorLoader:
     def __iter__(self):
         n = len(self.x)
         order = torch.randperm(n, generator=self.generator).to(self.x.device) if self.shuffle else None
-        for start in range(0, n, self.batch_size):
+        for batch_start in range(0, n, self.batch_size):
+            start, stop = share(batch_start, min(batch_start + self.batch_size, n))
             if order is None:
-                yield self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
+                yield self.x[start:stop], self.y[start:stop]
             else:
-                idx = order[start : start + self.batch_size]
+                idx = order[start:stop]
                 yield self.x[idx], self.y[idx]
 
 

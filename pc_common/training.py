@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data import Splits, TensorLoader
 from .energy import Loss, get_loss
 from .inference import PCConfig, bp_gradients, infer
@@ -135,7 +136,7 @@ class DivergenceGuard:
         message = f"{self.rule.upper()} training may be diverging at epoch {epoch}: {'; '.join(signs)}. Try {advice}."
         history.alarms.append({"epoch": epoch, "energy_rises": int(rises), "first_rising_batch": int(first_rise),
                                "loss_jumps": int(jumps), "loss_grew": grew, "message": message})
-        if not self.warned:
+        if not self.warned and distributed.is_main():  # under torchrun, rank 0 (watching its share) speaks
             self.warned = True
             warnings.warn(message, RuntimeWarning, stacklevel=3)
 
@@ -174,7 +175,8 @@ def accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def evaluate(model: nn.Module, loader: TensorLoader, loss: str | Loss = "mse", classify: bool = True) -> dict:
     """Mean loss (and accuracy) of a plain forward pass over ``loader``.
 
-    Runs in ``eval()`` mode under ``no_grad``: no inference, and no weight ``.grad`` is touched.
+    Runs in ``eval()`` mode under ``no_grad``: no inference, and no weight ``.grad`` is touched. Under ``torchrun``
+    each process evaluates its share and the sums and counts are added over processes.
     """
     loss_fn = get_loss(loss)
     was_training = model.training
@@ -187,6 +189,9 @@ def evaluate(model: nn.Module, loader: TensorLoader, loss: str | Loss = "mse", c
             correct += float(accuracy(out, y))
         n += len(x)
     model.train(was_training)
+    if distributed.active():
+        total, correct, n = distributed.all_sum(
+            torch.tensor([total, correct, n], dtype=torch.float64, device=loader.x.device)).tolist()
     return {"loss": total / n, "accuracy": correct / n} if classify else {"loss": total / n}
 
 
@@ -201,17 +206,24 @@ def train_step(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One weight update with BP or PC.
 
+    Under ``torchrun`` (x, y) is this process's share of the batch; the gradients are averaged over the global batch
+    before the step (:func:`pc_common.distributed.average_gradients`), so every process takes the same step.
+
     Returns:
         the feed-forward output ŷ (detached) and, for PC, the energy trace (T + 1 values; else None).
     """
     optimizer.zero_grad(set_to_none=True)
-    if rule == "bp":
+    if not len(x):  # an empty share (a last batch smaller than the world): no gradient, but join the average
+        with torch.no_grad():
+            output, energies = model(x), None
+    elif rule == "bp":
         output, energies = bp_gradients(model, x, y, loss), None
     elif rule == "pc":
         result = infer(model, x, y, loss, pc)
         output, energies = result.output, result.energies
     else:
         raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
+    distributed.average_gradients(model.parameters(), len(x))
     optimizer.step()
     return output, energies
 
@@ -254,9 +266,10 @@ def fit(
         loss: output loss, shared by both rules.
         pc: PC inference settings (ignored for BP).
         classify: report accuracy and select on it.
-        evaluator: custom evaluation ``(model, loader) -> {"loss": …, …}`` (e.g. test-time inference of codes).
+        evaluator: custom evaluation ``(model, loader) -> {"loss": …, …}`` (e.g. test-time inference of codes);
+            its values are means over the loader's samples (under ``torchrun``, over this process's share).
         max_batches: stop each epoch after this many batches (quick runs).
-        progress: show tqdm bars.
+        progress: show tqdm bars (on rank 0 only under ``torchrun``).
         on_epoch: called with the model after every epoch's training (before evaluation); what it returns is
             added to the epoch's record (diagnostics such as :mod:`pc_common.diagnostics`).
         splits: the splits evaluated after every epoch; ``("val",)`` for a sweep that must never see the test set.
@@ -274,7 +287,10 @@ def fit(
         raise ValueError(f"unknown schedule {schedule!r}; choose None or 'cosine'")
     steps = epochs * (min(len(data.train), max_batches) if max_batches is not None else len(data.train))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1)) if schedule else None
-    evaluator = evaluator or (lambda m, loader: evaluate(m, loader, loss, classify))
+    evaluator = distributed.mean_over_shares(evaluator) if evaluator else (
+        lambda m, loader: evaluate(m, loader, loss, classify))
+    distributed.broadcast(model.state_dict().values())  # every process starts from rank 0's weights
+    progress = progress and distributed.is_main()
     loss_fn = get_loss(loss)
     history = History(rule, selection="val_accuracy" if classify else "val_loss")
     guard = DivergenceGuard(rule, pc, lr if named else None, data.train.x.device)
@@ -300,7 +316,7 @@ def fit(
             if energies is not None:
                 sums[2] += energies[-1].double() * len(x)
             n += len(x)
-        total, correct, energy = sums.tolist()
+        total, correct, energy, n = distributed.all_sum(torch.cat([sums, sums.new_tensor([n])])).tolist()
         record = {"epoch": epoch + 1, "seconds": time.perf_counter() - start, "train_loss": total / n}
         if classify:
             record["train_accuracy"] = correct / n
@@ -309,6 +325,7 @@ def fit(
         guard.end_epoch(epoch + 1, record["train_loss"], history)
         if on_epoch is not None:
             record.update(on_epoch(model))
+        distributed.broadcast(model.buffers())  # e.g. BatchNorm statistics: evaluate rank 0's model everywhere
         for split in splits:
             record.update({f"{split}_{k}": v for k, v in evaluator(model, getattr(data, split)).items()})
         history.epochs.append(record)
