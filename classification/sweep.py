@@ -32,7 +32,7 @@ from pc_common.diagnostics import energy_curvature
 # precision β and the inference step (γ, T).
 GRID = {
     "bp": {"lr": (3e-4, 1e-3, 3e-3)},
-    "pc": {"output_precision": (1.0, 0.1), "lr": (1e-3, 3e-4), "inference_lr": (0.05,), "T": (8,)},
+    "pc": {"output_precision": (1.0, 0.1), "lr": (1e-3, 3e-4, 3e-3), "inference_lr": (0.05,), "T": (8,)},
 }
 
 
