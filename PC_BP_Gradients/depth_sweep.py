@@ -25,7 +25,7 @@ DEPTHS = (2, 4, 8, 12, 16, 20)
 WIDTH = 64
 EPOCHS = 10
 LR = 1e-3
-INFERENCE_LR = 0.2  # below 2 / λ_max(∂²F/∂φ²) ≈ 0.6 of these networks at initialisation (see the notebook)
+INFERENCE_LR = 0.2  # below 2 / λ_max(∂²F/∂φ²) ≈ 0.5 of these networks at initialisation (see the notebook)
 STEPS_PER_LAYER = 2
 DATASET = "mnist-5k"
 BATCH_SIZE = 128
@@ -51,7 +51,8 @@ def run(depths=DEPTHS, width: int = WIDTH, epochs: int = EPOCHS, lr: float = LR,
               f"PC {point['pc']['test_accuracy']:.4f}; share at layer 1: {point['share'][0]:.2e}", flush=True)
     settings = {"depths": list(depths), "width": width, "epochs": epochs, "lr": lr, "inference_lr": inference_lr,
                 "steps_per_layer": steps_per_layer, "dataset": dataset, "batch_size": BATCH_SIZE, "seed": seed,
-                "max_batches": max_batches, "loss": "mse", "optimizer": "Adam", "activation": "tanh"}
+                "max_batches": max_batches, "loss": "mse", "optimizer": "Adam", "activation": "tanh",
+                "init": "orthogonal, gain 1, zero biases"}
     return {"settings": settings, "points": points}
 
 

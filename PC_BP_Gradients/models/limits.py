@@ -70,8 +70,19 @@ def spectral_norms(model: nn.Module) -> list[float]:
 
 
 def deep_mlp(hidden_layers: int, width: int, dtype=torch.float32, device=None, seed: int = 0) -> nn.Sequential:
-    """The tutorial's tanh MLP with ``hidden_layers`` hidden layers of ``width`` (784 in, 10 out)."""
-    return build_mlp((784, *[width] * hidden_layers, 10), dtype=dtype, device=device, seed=seed)
+    """The tutorial's tanh MLP with ``hidden_layers`` hidden layers of ``width`` (784 in, 10 out), with orthogonal
+    weights (gain 1) and zero biases.
+
+    Why not PyTorch's default initialisation: its weights shrink the signal by a constant factor per layer, so that
+    beyond about a dozen tanh layers BP itself stalls, and a depth sweep would measure the initialisation instead of
+    the learning rule. Orthogonal weights keep every layer's Jacobian close to norm 1 at the start.
+    """
+    model = build_mlp((784, *[width] * hidden_layers, 10), dtype=dtype, device=device, seed=seed)
+    for layer in model.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.orthogonal_(layer.weight)
+            nn.init.zeros_(layer.bias)
+    return model
 
 
 def gradient_share(model: nn.Module, x, y, config: pc.PCConfig, loss="mse") -> list[float]:
