@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 import pc_common as pc
-
 from pc_common.plotting import COLORS
 
 from .metrics import bp_layer_gradients, pc_layer_gradients
