@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 import pc_common as pc
@@ -136,6 +137,7 @@ def plot_depth_sweep(points: Sequence[dict], title: str = ""):
         layers = np.arange(1, len(p["share"]) + 1)
         ax_share.plot(layers, p["share"], marker="o", ms=3, color=c, label=f"{p['hidden_layers']} hidden")
     ax_share.set_yscale("log")
+    ax_share.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_share.set_xlabel("weight layer ℓ (1 = input side)")
     ax_share.set_ylabel("‖g_PC,ℓ‖ / ‖g_BP,ℓ‖ at initialisation")
     ax_share.legend(fontsize=8)
