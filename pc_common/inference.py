@@ -13,6 +13,11 @@ grads are zeroed) gives a weight update from stale, partly relaxed states. Here 
 ``torch.autograd.grad`` on the neurons only, so the inference steps compute no weight gradient at all, and one more
 evaluation at the final state gives ∂F/∂Θ once, at the state PC theory prescribes.
 
+Incremental PC (Salvatori et al. 2024) updates the weights at every one of the T + 1 evaluations as well, both
+steps taken from the same state:  φ ← φ − γ ∂F/∂φ  and  Θ ← optimizer step on ∂F/∂Θ.  With plain SGD and a small α
+its net weight change is close to α times the *sum* of ∂F/∂Θ over the visited states: the summed rule is incremental
+PC with its weight steps deferred to the end, not standard PC.
+
 Fixed-prediction mode (Millidge et al. 2020; Rosenbaum 2022) freezes every prediction μ̄ and every Jacobian at the
 feed-forward pass, so the errors follow  ε_i ← ε_i − γ (ε_i − Σ_{j ∈ children(i)} J_jiᵀ ε_j + ∂βL/∂φ_i). At γ = 1
 they equal −∂(βL)/∂v_i after as many steps as node i is distant from the output, and the weight update
@@ -43,6 +48,8 @@ class PCConfig:
         fixed_prediction: freeze predictions and Jacobians at the feed-forward pass (exact BP at γ = 1, T ≥ depth).
         output_precision: β, the weight of the output term βL in F. Weight gradients are divided by β so that they
             estimate ∂L/∂Θ at any β; a small β is a weakly clamped (nudged) output.
+        incremental: incremental PC: the weights take an optimizer step at every one of the T + 1 evaluations
+            (``infer`` then needs the ``optimizer``); standard inference otherwise.
     """
 
     T: int = 8
@@ -50,6 +57,7 @@ class PCConfig:
     momentum: float = 0.0
     fixed_prediction: bool = False
     output_precision: float = 1.0
+    incremental: bool = False
 
     def __post_init__(self):
         if self.T < 0:
@@ -60,6 +68,8 @@ class PCConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.output_precision <= 0:
             raise ValueError(f"output_precision (β) must be > 0, got {self.output_precision}")
+        if self.incremental and self.fixed_prediction:
+            raise ValueError("incremental PC is a variant of standard inference: set fixed_prediction=False")
 
 
 @dataclass
@@ -149,6 +159,7 @@ def infer(
     loss: str | Loss = "mse",
     config: PCConfig = PCConfig(),
     weight_grads: bool = True,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> InferenceResult:
     """Relax the neurons for T steps, then (optionally) accumulate ∂F/∂Θ at the relaxed state into ``.grad``.
 
@@ -167,6 +178,8 @@ def infer(
         config: T, γ, momentum, mode and β.
         weight_grads: False for inference only (e.g. inferring codes at test time with frozen weights): then no
             weight ``.grad`` is touched.
+        optimizer: incremental PC only (``config.incremental``): the optimizer of the weights, stepped at every
+            evaluation; ``.grad`` then holds the gradient of the last step.
 
     Returns:
         the energy trace (T + 1 values) and the feed-forward output.
@@ -178,6 +191,10 @@ def infer(
         raise RuntimeError("PC inference runs in train() mode; eval() is a plain forward pass")
     loss_fn = get_loss(loss)
     params = weights(model) if weight_grads else []
+    if config.incremental and params:
+        if optimizer is None:
+            raise ValueError("incremental PC steps the weights at every inference step: pass infer(..., optimizer=…)")
+        return _infer_incremental(model, x, target, loss_fn, config, params, optimizer)
     run = _infer_fixed_prediction if config.fixed_prediction else _infer_standard
     return run(model, x, target, loss_fn, config, params)
 
@@ -299,6 +316,40 @@ def _infer_fixed_prediction(model, x, target, loss_fn, config, params) -> Infere
         for x_i, mu, e in zip(phi, mu_bar, eps):
             x_i.copy_(mu + e)
     return InferenceResult(energies, output.detach())
+
+
+def _infer_incremental(model, x, target, loss_fn, config, params, optimizer) -> InferenceResult:
+    """Incremental PC: at each evaluation t = 0 … T, one gradient of F at (φ_t, Θ_t) gives both steps.
+
+    Kept apart from :func:`_infer_standard` on purpose: the weights change at every step, so nothing (the stem, the
+    first sweep's short cut) can be cached, and the plain loop is the clearest statement of the algorithm.
+    """
+    beta, batch = config.output_precision, x.shape[0]
+    layers, energies = pc_layers(model), []
+    for t in range(config.T + 1):
+        with pc_mode(layers, initialise=t == 0):
+            output = model(x)
+        if t == 0:
+            phi = _neurons_or_raise(layers)
+            prediction = output.detach()
+            velocity = _velocity(phi, config)
+            target = dense_target(loss_fn, output, target)
+        nodes = predictions(layers) + [output]
+        out_term, eps_out = _output_error(loss_fn, output, target, beta)
+        with torch.no_grad():
+            eps = [*torch._foreach_sub(phi, nodes[:-1]), eps_out]
+        energies.append((torch._foreach_norm(eps[:-1]), out_term))
+        final = t == config.T
+        back = _send_errors(nodes, eps, (params if final else phi + params))
+        if not final:
+            _update_neurons_(phi, eps, back[: len(phi)], velocity, config)
+        # ∂F/∂Θ = −Σ_j (∂μ_j/∂Θ)ᵀ ε_j, as a batch mean per unit β like the standard weight gradient.
+        optimizer.zero_grad(set_to_none=True)
+        _accumulate(params, [None if b is None else b * (-1.0 / (batch * beta)) for b in back[-len(params):]])
+        optimizer.step()
+    energies = _energy_trace(energies, batch)
+    _check_finite(energies, config)
+    return InferenceResult(energies, prediction)
 
 
 def bp_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss: str | Loss = "mse") -> torch.Tensor:

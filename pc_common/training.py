@@ -219,12 +219,17 @@ def train_step(
     elif rule == "bp":
         output, energies = bp_gradients(model, x, y, loss), None
     elif rule == "pc":
-        result = infer(model, x, y, loss, pc)
+        # Incremental PC steps the optimizer inside inference, once per evaluation; standard PC steps it once here.
+        if pc.incremental and distributed.active():
+            raise ValueError("incremental PC steps the weights inside inference, where no gradient is averaged "
+                             "across processes: run it in one process")
+        result = infer(model, x, y, loss, pc, optimizer=optimizer if pc.incremental else None)
         output, energies = result.output, result.energies
     else:
         raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
-    distributed.average_gradients(model.parameters(), len(x))
-    optimizer.step()
+    if not (rule == "pc" and pc.incremental):
+        distributed.average_gradients(model.parameters(), len(x))
+        optimizer.step()
     return output, energies
 
 
