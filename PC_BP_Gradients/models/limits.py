@@ -2,8 +2,8 @@
 
 Two measurements for ``5_theory_and_limits.ipynb`` and ``depth_sweep.py``:
 
-    λ_max(∂²F/∂φ²)        by power iteration on Hessian-vector products (autograd twice): standard PC's neuron
-                          descent is stable only for γ < 2 / λ_max
+    λ_max(∂²F/∂φ²)        ``pc_common.diagnostics.energy_curvature`` (power iteration on Hessian-vector
+                          products): standard PC's neuron descent is stable only for γ < 2 / λ_max
     ‖g_PC,ℓ‖ / ‖g_BP,ℓ‖   the share of the BP gradient that reaches weight layer ℓ under standard PC, and the test
                           accuracy of BP and PC, against the number of hidden layers (same width)
 """
@@ -19,48 +19,9 @@ from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 import pc_common as pc
-from pc_common.plotting import COLORS
 
 from .metrics import bp_layer_gradients, pc_layer_gradients
 from .mlp import build_mlp
-
-
-def lambda_max(model: nn.Module, x, y, loss="mse", output_precision: float = 1.0, iters: int = 100,
-               seed: int = 0) -> float:
-    """Largest eigenvalue of the neuron Hessian ∂²F/∂φ² at the feed-forward state φ = μ, by power iteration.
-
-    Each iteration is one Hessian-vector product H v = ∂/∂φ (∂F/∂φ · v) (autograd twice); λ is the Rayleigh
-    quotient vᵀHv at the last unit vector v. F is summed over the batch, so H is block-diagonal over samples and
-    λ_max is the largest over the batch: the sample that limits the common step size γ.
-
-    Args:
-        model: a network with :class:`pc_common.PCLayer` value nodes (``train()`` mode).
-        x, y: the batch and its targets.
-        loss: the output loss L.
-        output_precision: β in F = ½ Σ_ℓ ‖ε_ℓ‖² + β L.
-        iters: power iterations.
-        seed: seeds the random start vector.
-
-    Returns:
-        λ_max as a float.
-    """
-    pc.infer(model, x, y, loss, pc.PCConfig(T=0), weight_grads=False)  # φ = μ: the feed-forward sweep
-    phis = pc.neurons(model)
-    with pc.pc_mode(model):
-        output = model(x)
-    F = pc.energy(model, output, y, loss, output_precision).sum()
-    grad = torch.autograd.grad(F, phis, create_graph=True)
-    gen = torch.Generator(device=phis[0].device).manual_seed(seed)
-    v = [torch.randn(p.shape, generator=gen, dtype=p.dtype, device=p.device) for p in phis]
-    lam = 0.0
-    for _ in range(iters):
-        norm = torch.sqrt(sum((u * u).sum() for u in v))
-        v = [u / norm for u in v]
-        hv = torch.autograd.grad(grad, phis, v, retain_graph=True)
-        lam = float(sum((u * h).sum() for u, h in zip(v, hv)))
-        v = [h.detach() for h in hv]
-    pc.release(model)
-    return lam
 
 
 def spectral_norms(model: nn.Module) -> list[float]:
@@ -125,9 +86,9 @@ def plot_depth_sweep(points: Sequence[dict], title: str = ""):
     """
     fig, (ax_acc, ax_share) = plt.subplots(1, 2, figsize=(11, 3.8))
     depths = [p["hidden_layers"] for p in points]
-    for rule in ("bp", "pc"):
+    for i, rule in enumerate(("bp", "pc")):
         ax_acc.plot(depths, [100 * p[rule]["test_accuracy"] for p in points], marker="o",
-                    color=COLORS[rule], label=rule.upper())
+                    color=f"C{i}", label=rule.upper())
     ax_acc.set_xlabel("hidden layers")
     ax_acc.set_ylabel("test accuracy at best validation epoch (%)")
     ax_acc.set_xticks(depths)
