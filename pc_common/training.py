@@ -94,11 +94,13 @@ class DivergenceGuard:
     def start_epoch(self) -> None:
         # rises, jumps, first rising batch, first jumping batch (−1: none), and the running loss level
         self.flags = torch.tensor([0.0, 0.0, -1.0, -1.0], dtype=torch.float64, device=self.device)
+        self.batches = 0
         if not hasattr(self, "level"):
             self.level = torch.full((), float("nan"), dtype=torch.float64, device=self.device)
 
     def batch(self, b: int, loss: torch.Tensor, energies: torch.Tensor | None) -> None:
         """Record batch ``b``: its mean training loss and, for PC, its energy trace (T + 1 values)."""
+        self.batches += 1
         loss = loss.detach().double()
         signs = [(loss > self.jump * self.level)]  # False while the level is NaN (first batch)
         if energies is not None and len(energies) > 1:
@@ -122,9 +124,11 @@ class DivergenceGuard:
             return
         signs = []
         if rises:
-            signs.append(f"the energy rose during inference in {int(rises)} batches (first: batch {int(first_rise)})")
+            signs.append(f"the energy rose during inference in {int(rises)} of {self.batches} batches "
+                         f"(first: batch {int(first_rise)})")
         if jumps:
-            signs.append(f"the batch loss jumped above {self.jump:g}× its running level in {int(jumps)} batches "
+            signs.append(f"the batch loss jumped above {self.jump:g}× its running level in {int(jumps)} of "
+                         f"{self.batches} batches "
                          f"(first: batch {int(first_jump)})")
         if grew:
             signs.append(f"the epoch's training loss {train_loss:.4g} is over twice the first epoch's "
@@ -134,7 +138,8 @@ class DivergenceGuard:
             advice = (f"a smaller neuron step γ (inference_lr={self.pc.inference_lr:g}: the energy falls at every "
                       f"step only while γ < 2/λ_max, and λ_max grows with the weights) or " + advice)
         message = f"{self.rule.upper()} training may be diverging at epoch {epoch}: {'; '.join(signs)}. Try {advice}."
-        history.alarms.append({"epoch": epoch, "energy_rises": int(rises), "first_rising_batch": int(first_rise),
+        history.alarms.append({"epoch": epoch, "batches": self.batches, "energy_rises": int(rises),
+                               "first_rising_batch": int(first_rise),
                                "loss_jumps": int(jumps), "loss_grew": grew, "message": message})
         if not self.warned and distributed.is_main():  # under torchrun, rank 0 (watching its share) speaks
             self.warned = True
