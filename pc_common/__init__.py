@@ -4,11 +4,13 @@ The chain, one job per module:
     layers     value nodes φ (``PCLayer``), identity outside PC inference
     energy     F = ½ Σ_ℓ ‖φ_ℓ − μ_ℓ‖² + β L(ŷ, y), and the losses shared with BP
     inference  T neuron updates + one weight-gradient evaluation (T + 1 energy evaluations); the BP twin
+    compiled   the same BP and PC gradient steps, traced once and compiled (torch.compile)
     training   the train / validate / test loop for both rules
     data       the embedded ``mnist-5k`` digits and the torchvision datasets
     distributed  data parallelism over processes (``torchrun``): sharded batches, averaged gradients
 """
 
+from .compiled import CompiledStep
 from .data import DATASETS, EMBEDDED, DatasetUnavailableError, Splits, TensorLoader, load_dataset
 from .energy import cross_entropy, energy, get_loss, layer_energies, prediction_energy, squared_error
 from .inference import InferenceResult, PCConfig, bp_gradients, infer
@@ -17,6 +19,7 @@ from .training import History, check_input_shape, evaluate, fit, train_rules, tr
 from .utils import pick_device, quick_mode, results_dir, seed_everything
 
 __all__ = [
+    "CompiledStep",
     "DATASETS",
     "EMBEDDED",
     "DatasetUnavailableError",

@@ -29,14 +29,16 @@ then read or average it (data-parallel training), and ``optimizer.step()`` follo
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.fx.experimental.proxy_tensor import make_fx
 from torch.func import functional_call
+from torch.fx.experimental.proxy_tensor import make_fx
 
 from .energy import Loss, dense_target, get_loss
 from .inference import (
@@ -53,7 +55,7 @@ from .inference import (
     bp_gradients,
     infer,
 )
-from .layers import PCLayer, pc_layers
+from .layers import PCLayer, neurons, pc_layers
 
 # Modules whose training-mode forward mutates state (BatchNorm's running statistics): the traced graph would
 # apply the update once per trace, not once per pass, so such models keep the eager path.
@@ -130,6 +132,12 @@ def _zeros_for_none(grads, params):
     return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
 
 
+def _norms(eps: list[torch.Tensor]) -> list[torch.Tensor]:
+    """‖ε‖ of every node as √(Σ ε²): Inductor fuses this into the kernel that forms ε (it calls ``_foreach_norm``
+    as a separate library kernel per node)."""
+    return [e.pow(2).sum().sqrt() for e in eps]
+
+
 def _standard(step: _Traced, x, target, noise):
     """Standard PC as in :func:`pc_common.inference._infer_standard`, with the neurons as tensors of the trace."""
     config, sub, loss_fn = step.config, step.substitution, step.loss
@@ -138,10 +146,11 @@ def _standard(step: _Traced, x, target, noise):
     h = stem(x) if stem is not None else x
     h_const = h.detach()
     exact_sweep = not any(layer.init_std for layer in sub.layers)
-    records = []
+    records, phi = [], None
     for t in range(config.T + 1):
         final = t == config.T
-        output = sub.run(body, h if final else h_const, None if t == 0 else phi, noise if t == 0 else ())
+        # Pass 0 is the feed-forward sweep (φ = μ); the last pass is recorded for the weight gradient.
+        output = sub.run(body, h if final else h_const, phi, noise if t == 0 else ())
         if t == 0:
             phi = sub.phis
             prediction = output.detach()
@@ -151,7 +160,7 @@ def _standard(step: _Traced, x, target, noise):
         out_term, eps_out = _output_error(loss_fn, output, target, beta)
         with torch.no_grad():
             eps = [*torch._foreach_sub(phi, nodes[:-1]), eps_out]
-        records.append((torch._foreach_norm(eps[:-1]), out_term))
+        records.append((_norms(eps[:-1]), out_term))
         if not final:
             sources = (nodes[-1:], eps[-1:]) if t == 0 and exact_sweep else (nodes, eps)
             _update_neurons_(phi, eps, _send_errors(*sources, phi), velocity, config)
@@ -173,13 +182,23 @@ def _fixed_prediction(step: _Traced, x, target, noise):
     velocity = _velocity(eps, config)
     records = []
     for t in range(config.T + 1):
-        records.append((torch._foreach_norm(eps), out_term))
+        records.append((_norms(eps), out_term))
         if t == config.T:
             break
         back = _send_errors(mus, eps, phi, retain_graph=True)
         _sgd_(eps, _neuron_grads(eps, back, frozen_output), velocity, config)
     grads = _send_errors(mus + [output], eps + [eps_out], step.weights(), scale=-1.0 / (batch * beta))
     return grads, _energy_trace(records, batch), output.detach(), [mu + e for mu, e in zip(mu_bar, eps)]
+
+
+@dataclass
+class _Program:
+    """A compiled step for one input shape, with what its inputs and outputs need: the shapes of the noise to draw
+    and the permutation from call order to layer order of the neurons."""
+
+    graph: Callable
+    noise_shapes: list[tuple]
+    call_order: list[int]
 
 
 class CompiledStep:
@@ -202,74 +221,69 @@ class CompiledStep:
 
     Attributes:
         neurons: after a PC call, the relaxed neurons φ in the order of :func:`pc_common.neurons`.
+        compile_seconds: wall time spent tracing and compiling so far.
     """
 
     def __init__(self, model: nn.Module, rule: str = "pc", loss: str | Loss = "mse", pc: PCConfig = PCConfig(),
                  shapes: int = 1, mode: str | None = None):
-        self.model, self.rule, self.loss_name, self.config = model, rule, loss, pc
+        self.model, self.rule, self.loss, self.config = model, rule, loss, pc
         self.traced = _Traced(model, rule, get_loss(loss), pc)
         self.shapes, self.mode = shapes, mode
-        self.graphs: dict[tuple, Callable] = {}
+        self.programs: dict[tuple, _Program] = {}
         self.neurons: list[torch.Tensor] = []
         self.compile_seconds = 0.0
         self.failed = self._unsupported()
+        if self.failed:
+            self._warn()
 
     def _unsupported(self) -> str | None:
         if any(isinstance(m, STATEFUL) for m in self.model.modules()):
-            return "the model has BatchNorm layers (their running statistics are updated in place)"
+            return "the model has BatchNorm layers, whose running statistics change at every pass"
         if self.rule == "pc" and not self.traced.substitution.layers:
             return "the model has no PCLayer"
         return None
 
-    def _eager(self, x, y):
-        if self.rule == "bp":
-            return bp_gradients(self.model, x, y, self.loss_name), None
-        result = infer(self.model, x, y, self.loss_name, self.config)
-        self.neurons = None
-        return result.output, result.energies
+    def _warn(self) -> None:
+        warnings.warn(f"no compiled {self.rule.upper()} step ({self.failed}): running the eager step instead.",
+                      RuntimeWarning, stacklevel=3)
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor):
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not self.model.training:
             raise RuntimeError("a training step runs in train() mode")
         key = (tuple(x.shape), x.dtype, x.device, tuple(y.shape), y.dtype)
-        graph = self.graphs.get(key)
-        if graph is None and not self.failed and len(self.graphs) < self.shapes:
-            graph = self._compile(key, x, y)
-        if graph is None:
+        program = self.programs.get(key)
+        if program is not None:
+            return self._finish(program, self._run(program, x, y))
+        if self.failed or len(self.programs) >= self.shapes:
             return self._eager(x, y)
-        return self._replay(graph, x, y)
+        start = time.perf_counter()
+        try:
+            program = self._trace(x, y)
+            outputs = self._run(program, x, y, first=True)  # Inductor compiles at the first call
+        except Exception as err:  # noqa: BLE001 - any tracer or compiler failure means: stay eager
+            self.failed = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+            self._warn()
+            return self._eager(x, y)
+        self.compile_seconds += time.perf_counter() - start
+        self.programs[key] = program
+        return self._finish(program, outputs)
+
+    def _eager(self, x, y):
+        if self.rule == "bp":
+            return bp_gradients(self.model, x, y, self.loss), None
+        result = infer(self.model, x, y, self.loss, self.config)
+        self.neurons = [p.detach() for p in neurons(self.model)]
+        return result.output, result.energies
 
     def _inputs(self) -> dict[str, torch.Tensor]:
         tensors = dict(self.model.named_parameters())
         tensors.update(self.model.named_buffers())
         return tensors
 
-    def _noise(self, shapes) -> list[torch.Tensor]:
-        # Drawn here, in call order, exactly as the eager sweep draws them: the same seed gives the same start.
-        return [torch.randn(s, dtype=d, device=dev) for s, d, dev in shapes]
-
-    def _compile(self, key, x, y):
-        import time
-
-        start = time.perf_counter()
-        try:
-            graph = self._trace_and_compile(x, y)
-            result = self._replay(graph, x, y, check=False, accumulate=False)  # compiles (Inductor is lazy)
-        except Exception as err:  # noqa: BLE001 - any tracer or compiler failure means: stay eager
-            self.failed = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-            warnings.warn(f"torch.compile of the {self.rule.upper()} step failed ({self.failed}); "
-                          "running the eager step instead.", RuntimeWarning, stacklevel=3)
-            return None
-        del result
-        self.graphs[key] = graph
-        self.compile_seconds += time.perf_counter() - start
-        return graph
-
-    def _trace_and_compile(self, x, y):
+    def _trace(self, x, y) -> _Program:
+        """Trace the step into an ATen graph (fake tensors: nothing is computed) and wrap it in torch.compile."""
         names = list(self._inputs())
-        self.noise_shapes, self.call_order = [], []
-        if self.rule == "pc":
-            self._probe(x)
+        noise_shapes, call_order = self._probe(x) if self.rule == "pc" else ([], [])
 
         def step(tensors, x, y, noise):
             with torch.enable_grad():
@@ -277,49 +291,52 @@ class CompiledStep:
                                        (x, y, *noise), strict=False)
 
         tensors = list(self._inputs().values())
-        noise = self._noise(self.noise_shapes)
-        fx = make_fx(step, tracing_mode="fake")(tensors, x, y, noise)
+        graph = make_fx(step, tracing_mode="fake")(tensors, x, y, _noise(noise_shapes))
         mode = self.mode or ("reduce-overhead" if x.device.type == "cuda" else None)
         if mode == "reduce-overhead":
+            # Weights are updated in place: CUDA graphs may read them where they are instead of copying them in.
             for t in tensors:
                 torch._dynamo.mark_static_address(t)
-        return torch.compile(fx, mode=mode, fullgraph=True, dynamic=False)
+        return _Program(torch.compile(graph, mode=mode, fullgraph=True, dynamic=False), noise_shapes, call_order)
 
-    def _probe(self, x):
+    def _probe(self, x) -> tuple[list[tuple], list[int]]:
         """One plain pass with the value nodes recording: the shapes of the noisy neurons, and the call order."""
         sub = self.traced.substitution
         with torch.no_grad(), sub.installed():
             sub.run(self.model, x)
-        calls, order = sub.order, self.traced.substitution.layers
-        self.noise_shapes = [(mu.shape, mu.dtype, mu.device) for layer, mu in zip(calls, sub.mus) if layer.init_std]
-        # Stable sort of the calls by layer: the layer-by-layer, call-by-call order of pc_common.neurons.
-        self.call_order = sorted(range(len(calls)), key=lambda i: order.index(calls[i]))
+        calls, layers = sub.order, sub.layers
+        noise_shapes = [(mu.shape, mu.dtype, mu.device) for layer, mu in zip(calls, sub.mus) if layer.init_std]
         sub.mus, sub.phis, sub.order = [], [], []
+        # A stable sort of the calls by layer gives the layer-by-layer, call-by-call order of pc_common.neurons.
+        return noise_shapes, sorted(range(len(calls)), key=lambda i: layers.index(calls[i]))
 
-    def _replay(self, graph, x, y, check=True, accumulate=True):
-        tensors = list(self._inputs().values())
-        noise = self._noise(self.noise_shapes)
+    def _run(self, program: _Program, x, y, first: bool = False) -> list[torch.Tensor]:
         cuda_graphs = x.device.type == "cuda"
         if cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
-        with torch.no_grad():
-            out = graph(tensors, x, y, noise)
-        if cuda_graphs:  # CUDA-graph outputs are overwritten by the next replay
-            out = [o.clone() for o in out]
+        # After the first call (which compiles) there is one program per shape (self.programs is keyed by it):
+        # Dynamo's guards have nothing to choose, and skipping them saves their cost at every step.
+        with torch.no_grad(), torch.compiler.set_stance(skip_guard_eval_unsafe=not first):
+            outputs = program.graph(list(self._inputs().values()), x, y, _noise(program.noise_shapes))
+        # CUDA-graph outputs live in memory that the next replay overwrites.
+        return [o.clone() for o in outputs] if cuda_graphs else outputs
+
+    def _finish(self, program: _Program, outputs):
+        """Check the energy, accumulate the weight gradients into ``.grad``, keep the neurons; (ŷ, energies)."""
         params = self.traced.weights()
-        grads, rest = out[: len(params)], out[len(params):]
+        grads, rest = outputs[: len(params)], outputs[len(params):]
         if self.rule == "bp":
-            output, energies, self.neurons = rest[0], None, []
+            output, energies = rest[0], None
         else:
             energies, output, phis = rest[0], rest[1], rest[2:]
-            if check:
-                _check_finite(energies, self.config)
-            self.neurons = self._layer_order(phis)
-        if accumulate:
-            for p, g in zip(params, grads):
-                p.grad = g if p.grad is None else p.grad + g
+            _check_finite(energies, self.config)
+            self.neurons = [phis[i] for i in program.call_order]
+        for p, g in zip(params, grads):
+            p.grad = g if p.grad is None else p.grad + g
         return output, energies
 
-    def _layer_order(self, phis):
-        """Neurons from call order to the order of :func:`pc_common.neurons` (layer by layer, call by call)."""
-        return [phis[i] for i in self.call_order]
+
+def _noise(shapes) -> list[torch.Tensor]:
+    """Standard normal draws for the noisy neurons, in call order: the draws of the eager sweep, so that the same
+    seed gives the same start."""
+    return [torch.randn(s, dtype=d, device=dev) for s, d, dev in shapes]

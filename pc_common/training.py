@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
+from .compiled import CompiledStep
 from .data import Splits, TensorLoader
 from .energy import Loss, get_loss
 from .inference import PCConfig, bp_gradients, infer
@@ -208,11 +209,15 @@ def train_step(
     rule: str = "bp",
     loss: str | Loss = "mse",
     pc: PCConfig = PCConfig(),
+    step: CompiledStep | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One weight update with BP or PC.
 
     Under ``torchrun`` (x, y) is this process's share of the batch; the gradients are averaged over the global batch
     before the step (:func:`pc_common.distributed.average_gradients`), so every process takes the same step.
+
+    ``step``, a :class:`~pc_common.compiled.CompiledStep` of this model and rule, fills ``.grad`` in place of the
+    eager call; the optimizer step is the same either way.
 
     Returns:
         the feed-forward output ŷ (detached) and, for PC, the energy trace (T + 1 values; else None).
@@ -221,6 +226,8 @@ def train_step(
     if not len(x):  # an empty share (a last batch smaller than the world): no gradient, but join the average
         with torch.no_grad():
             output, energies = model(x), None
+    elif step is not None:
+        output, energies = step(x, y)
     elif rule == "bp":
         output, energies = bp_gradients(model, x, y, loss), None
     elif rule == "pc":
@@ -256,6 +263,7 @@ def fit(
     progress: bool = True,
     on_epoch: Callable[[nn.Module], dict[str, float]] | None = None,
     splits: tuple[str, ...] = ("val", "test"),
+    compile: bool = False,
 ) -> History:
     """Train ``model`` with BP or PC, evaluate on validation and test after every epoch, keep the best on validation.
 
@@ -283,6 +291,8 @@ def fit(
         on_epoch: called with the model after every epoch's training (before evaluation); what it returns is
             added to the epoch's record (diagnostics such as :mod:`pc_common.diagnostics`).
         splits: the splits evaluated after every epoch; ``("val",)`` for a sweep that must never see the test set.
+        compile: fill ``.grad`` with a compiled step (:class:`~pc_common.compiled.CompiledStep`, the same gradients;
+            the first batch pays the compilation, and an epoch's ``seconds`` include it).
 
     Returns:
         the :class:`History`.
@@ -302,6 +312,7 @@ def fit(
     distributed.broadcast(model.state_dict().values())  # every process starts from rank 0's weights
     progress = progress and distributed.is_main()
     loss_fn = get_loss(loss)
+    step = CompiledStep(model, rule, loss, pc) if compile else None
     history = History(rule, selection="val_accuracy" if classify else "val_loss")
     guard = DivergenceGuard(rule, pc, lr if named else None, data.train.x.device)
     best_state, best_score = None, None
@@ -315,7 +326,7 @@ def fit(
         for b, (x, y) in enumerate(batches):
             if max_batches is not None and b >= max_batches:
                 break
-            output, energies = train_step(model, opt, x, y, rule, loss, pc)
+            output, energies = train_step(model, opt, x, y, rule, loss, pc, step)
             if scheduler is not None:
                 scheduler.step()
             batch_loss = loss_fn(output, y).sum().double()
