@@ -72,7 +72,7 @@ class _Substitution:
     def __init__(self, layers: list[PCLayer]):
         self.layers, self.mus, self.phis, self.order = layers, [], [], []
         self.given: list[torch.Tensor] | None = None
-        self.noise: list[torch.Tensor] = []
+        self.noise: list[torch.Tensor] | None = None
 
     @contextmanager
     def installed(self):
@@ -84,8 +84,10 @@ class _Substitution:
             for layer in self.layers:
                 del layer.forward  # back to PCLayer.forward
 
-    def run(self, module: nn.Module, h: torch.Tensor, neurons=None, noise=()) -> torch.Tensor:
-        self.mus, self.given, self.noise, self.order = [], neurons, list(noise), []
+    def run(self, module: nn.Module, h: torch.Tensor, neurons=None, noise=None) -> torch.Tensor:
+        """``module(h)`` with the value nodes substituted; ``noise=None``: a probe pass, the sweep adds none."""
+        self.mus, self.given, self.order = [], neurons, []
+        self.noise = None if noise is None else list(noise)
         if neurons is None:
             self.phis = []
         return module(h)
@@ -98,7 +100,7 @@ class _Substitution:
             return self.given[i]
         # A copy: the neurons are updated in place, and μ must not move with them.
         value = mu.detach().clone()
-        if layer.init_std:
+        if layer.init_std and self.noise is not None:
             value += layer.init_std * self.noise.pop(0)
         phi = value.requires_grad_()
         self.phis.append(phi)
@@ -150,7 +152,7 @@ def _standard(step: _Traced, x, target, noise):
     for t in range(config.T + 1):
         final = t == config.T
         # Pass 0 is the feed-forward sweep (φ = μ); the last pass is recorded for the weight gradient.
-        output = sub.run(body, h if final else h_const, phi, noise if t == 0 else ())
+        output = sub.run(body, h if final else h_const, phi, noise)
         if t == 0:
             phi = sub.phis
             prediction = output.detach()
@@ -218,6 +220,8 @@ class CompiledStep:
         pc: PC inference settings (ignored for BP).
         shapes: how many input shapes get a compiled graph (default 1: the full batch).
         mode: ``torch.compile`` mode; default ``"reduce-overhead"`` (CUDA graphs) on CUDA, Inductor's default on CPU.
+        backend: ``torch.compile`` backend; None runs the traced ATen graph as it is, uncompiled (it is ready in
+            a fraction of a second: the unit tests check the traced algorithm with it).
 
     Attributes:
         neurons: after a PC call, the relaxed neurons φ in the order of :func:`pc_common.neurons`.
@@ -225,10 +229,10 @@ class CompiledStep:
     """
 
     def __init__(self, model: nn.Module, rule: str = "pc", loss: str | Loss = "mse", pc: PCConfig = PCConfig(),
-                 shapes: int = 1, mode: str | None = None):
+                 shapes: int = 1, mode: str | None = None, backend: str | None = "inductor"):
         self.model, self.rule, self.loss, self.config = model, rule, loss, pc
         self.traced = _Traced(model, rule, get_loss(loss), pc)
-        self.shapes, self.mode = shapes, mode
+        self.shapes, self.mode, self.backend = shapes, mode, backend
         self.programs: dict[tuple, _Program] = {}
         self.neurons: list[torch.Tensor] = []
         self.compile_seconds = 0.0
@@ -291,13 +295,18 @@ class CompiledStep:
                                        (x, y, *noise), strict=False)
 
         tensors = list(self._inputs().values())
-        graph = make_fx(step, tracing_mode="fake")(tensors, x, y, _noise(noise_shapes))
-        mode = self.mode or ("reduce-overhead" if x.device.type == "cuda" else None)
+        # Placeholders of the noise's shape: tracing must not consume the random stream.
+        noise = [torch.empty(s, dtype=d, device=dev) for s, d, dev in noise_shapes]
+        graph = make_fx(step, tracing_mode="fake")(tensors, x, y, noise)
+        cuda_graphs = x.device.type == "cuda" and self.backend == "inductor"
+        mode = self.mode or ("reduce-overhead" if cuda_graphs else None)
         if mode == "reduce-overhead":
             # Weights are updated in place: CUDA graphs may read them where they are instead of copying them in.
             for t in tensors:
                 torch._dynamo.mark_static_address(t)
-        return _Program(torch.compile(graph, mode=mode, fullgraph=True, dynamic=False), noise_shapes, call_order)
+        if self.backend is not None:
+            graph = torch.compile(graph, backend=self.backend, mode=mode, fullgraph=True, dynamic=False)
+        return _Program(graph, noise_shapes, call_order)
 
     def _probe(self, x) -> tuple[list[tuple], list[int]]:
         """One plain pass with the value nodes recording: the shapes of the noisy neurons, and the call order."""
@@ -316,7 +325,7 @@ class CompiledStep:
             torch.compiler.cudagraph_mark_step_begin()
         # After the first call (which compiles) there is one program per shape (self.programs is keyed by it):
         # Dynamo's guards have nothing to choose, and skipping them saves their cost at every step.
-        with torch.no_grad(), torch.compiler.set_stance(skip_guard_eval_unsafe=not first):
+        with torch.no_grad(), torch.compiler.set_stance(skip_guard_eval_unsafe=not first and self.backend is not None):
             outputs = program.graph(list(self._inputs().values()), x, y, _noise(program.noise_shapes))
         # CUDA-graph outputs live in memory that the next replay overwrites.
         return [o.clone() for o in outputs] if cuda_graphs else outputs

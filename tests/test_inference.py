@@ -9,6 +9,21 @@ from torch import nn
 
 import pc_common as pc
 
+# The core properties hold for the eager reference and for the compiled step's traced graph (run uncompiled here:
+# it is ready at once; tests/test_compiled.py checks Inductor's code against it).
+ENGINES = ("eager", "compiled")
+
+
+def relax(engine, model, x, y, loss, config):
+    """PC inference with the weight gradient accumulated into .grad; returns the relaxed neurons."""
+    if engine == "eager":
+        pc.infer(model, x, y, loss, config)
+        return pc.neurons(model)
+    step = pc.CompiledStep(model, "pc", loss, config, backend=None)
+    step(x, y)
+    assert step.programs, step.failed
+    return step.neurons
+
 
 def manual_energy(model: nn.Sequential, x, y, phis, loss=pc.squared_error):
     """Oracle: F summed over the batch, written out by hand for a Sequential with value nodes.
@@ -26,7 +41,8 @@ def manual_energy(model: nn.Sequential, x, y, phis, loss=pc.squared_error):
     return F + loss(h, y).sum()
 
 
-def test_fixed_prediction_equals_backprop(batch):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fixed_prediction_equals_backprop(batch, engine):
     """Fixed-prediction PC at γ = 1, T = depth gives exactly the BP gradient (Millidge et al. 2020, Rosenbaum 2022).
 
     This is the theorem the tutorial rests on; float64 leaves only round-off.
@@ -37,7 +53,7 @@ def test_fixed_prediction_equals_backprop(batch):
         pc.bp_gradients(model, x, y, loss)
         bp = grads(model)
         model.zero_grad()
-        pc.infer(model, x, y, loss, pc.PCConfig(T=4, inference_lr=1.0, fixed_prediction=True))
+        relax(engine, model, x, y, loss, pc.PCConfig(T=4, inference_lr=1.0, fixed_prediction=True))
         for g_pc, g_bp in zip(grads(model), bp):
             assert relative_error(g_pc, g_bp) <= 1e-10
 
@@ -62,7 +78,8 @@ def test_fixed_prediction_is_exact_layer_by_layer(batch):
             assert exact == (layer >= len(linears) - 1 - T), (T, layer)
 
 
-def test_weight_gradient_is_taken_at_the_state_after_T_updates(batch):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_weight_gradient_is_taken_at_the_state_after_T_updates(batch, engine):
     """∂F/∂Θ comes from the final relaxed state only, not a sum over inference steps.
 
     Oracle: autograd on a hand-written F at a detached copy of the neurons after T updates. The sum over steps (the
@@ -73,9 +90,8 @@ def test_weight_gradient_is_taken_at_the_state_after_T_updates(batch):
     T, B = 6, x.shape[0]
     cfg = pc.PCConfig(T=T, inference_lr=0.1)
     model.zero_grad()
-    pc.infer(model, x, y, "mse", cfg)
+    final = [p.detach().clone() for p in relax(engine, model, x, y, "mse", cfg)]
     got = grads(model)
-    final = [p.detach().clone() for p in pc.neurons(model)]
 
     def oracle(phis):
         model.zero_grad()
@@ -95,9 +111,10 @@ def test_weight_gradient_is_taken_at_the_state_after_T_updates(batch):
     assert all(relative_error(s, e) > 0.5 for s, e in zip(summed, expected))
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("momentum", [0.0, 0.7])
 @pytest.mark.parametrize("init_std", [0.0, 0.1])
-def test_inference_steps_are_sgd_on_F(batch, init_std, momentum):
+def test_inference_steps_are_sgd_on_F(batch, init_std, momentum, engine):
     """The T inference steps follow torch.optim.SGD (with or without momentum) on the hand-written energy F, from
     the exact feed-forward sweep (every hidden error is zero at the first step) and from a noisy start (none is)."""
     x, y = batch
@@ -114,8 +131,7 @@ def test_inference_steps_are_sgd_on_F(batch, init_std, momentum):
         manual_energy(model, x, y, ref).backward()
         opt.step()
     torch.manual_seed(1)
-    pc.infer(model, x, y, "mse", cfg, weight_grads=False)
-    for p, r in zip(pc.neurons(model), ref):
+    for p, r in zip(relax(engine, model, x, y, "mse", cfg), ref):
         assert relative_error(p.detach(), r.detach()) <= 1e-12
 
 
@@ -150,7 +166,8 @@ def test_energy_decreases_at_default_step_size(digits, bp_steps):
     assert torch.all(energies[1:] <= energies[:-1]), energies
 
 
-def test_any_batch_size_on_one_model(digits):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_any_batch_size_on_one_model(digits, engine):
     """Batch sizes 128, then 37, then 1 on the same model: neurons are re-created, gradients stay exact."""
     model = make_mlp()
     x_all, y_all = digits.train.x.double(), digits.train.y
@@ -160,8 +177,8 @@ def test_any_batch_size_on_one_model(digits):
         pc.bp_gradients(model, x, y)
         bp = grads(model)
         model.zero_grad()
-        pc.infer(model, x, y, "mse", pc.PCConfig(T=3, inference_lr=1.0, fixed_prediction=True))
-        assert all(p.shape[0] == size for p in pc.neurons(model))
+        phi = relax(engine, model, x, y, "mse", pc.PCConfig(T=3, inference_lr=1.0, fixed_prediction=True))
+        assert all(p.shape[0] == size for p in phi)
         for g_pc, g_bp in zip(grads(model), bp):
             assert relative_error(g_pc, g_bp) <= 1e-10
         model.zero_grad()
