@@ -90,6 +90,7 @@ def compare(
     max_batches: int | None = None,
     progress: bool = True,
     hyperparameters: dict | None = None,
+    compile: bool = False,
 ) -> dict:
     """Train a fresh copy of ``build()`` with each rule for every seed and collect the results.
 
@@ -105,6 +106,7 @@ def compare(
         max_batches: stop every epoch after this many batches (smoke tests).
         progress: show progress bars.
         hyperparameters: extra settings to record in the results.
+        compile: fill the gradients with compiled steps (:class:`pc_common.CompiledStep`; the same gradients).
 
     Returns:
         ``{"bp": {...}, "pc": {...}}``, each with ``test_accuracy`` and ``val_accuracy`` (mean, std, per seed, at
@@ -118,7 +120,8 @@ def compare(
         # The same initial weights and the same batch order for both rules.
         models, runs = train_rules(lambda: build().to(device), data, {"bp": None, "pc": pc}, seed=seed, epochs=epochs,
                                    lr=lr, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
-                                   schedule=schedule, max_batches=max_batches, progress=progress)
+                                   schedule=schedule, max_batches=max_batches, progress=progress,
+                                   compile=compile)
         for rule in RULES:
             histories[rule].append(runs[rule])
     shared = {
@@ -199,6 +202,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-batches", type=cli.positive_int, default=None,
                    help="batches per epoch (smoke tests)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
+    p.add_argument("--no-compile", action="store_true", help="eager steps instead of compiled ones (torch.compile)")
     cli.add_progress_option(p)
     args = p.parse_args(argv)
     text = args.task == TASK
@@ -231,7 +235,8 @@ def main(argv: list[str] | None = None) -> dict:
               f"seeds 0…{args.seeds - 1}, T={pc.T}, γ={pc.inference_lr}, momentum={pc.momentum}, "
               f"β={pc.output_precision}; {args.optimizer} α: BP {args.lr_bp:g}, PC {args.lr_pc:g}, {args.schedule}",
               file=sys.stderr)
-    recorded = {"model": args.model, "activation": args.act, "task": args.task, "processes": distributed.world_size()}
+    recorded = {"model": args.model, "activation": args.act, "task": args.task, "processes": distributed.world_size(),
+                "compiled": not args.no_compile}
     if args.model in ("rnn", "lstm"):
         recorded.update(hidden=args.hidden, **({"seq_len": args.seq_len, "text_chars": args.text_chars} if text else {}))
     results = compare(
@@ -240,6 +245,7 @@ def main(argv: list[str] | None = None) -> dict:
         weight_decay=args.weight_decay, schedule=SCHEDULES[args.schedule],
         max_batches=args.max_batches,
         progress=cli.show_progress(args.progress) and main_process, hyperparameters=recorded,
+        compile=not args.no_compile,
     )
     distributed.finish()
     if main_process:

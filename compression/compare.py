@@ -45,6 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="batches per epoch (quick runs)")
     p.add_argument("--device", type=cli.device, default="auto",
                    help="auto (cuda when available, else cpu), cpu, cuda:1, …")
+    p.add_argument("--no-compile", action="store_true", help="eager steps instead of compiled ones (torch.compile)")
     p.add_argument("--json", type=Path, default=None, help="write every run (with its history) to this file")
     cli.add_progress_option(p)
     return p.parse_args(argv)
@@ -72,7 +73,7 @@ def main(argv=None) -> list[dict]:
         for seed in range(args.seeds):
             _, result = run(name, splits, arch=args.arch, latent=args.latent, epochs=args.epochs, lr=args.lr,
                          pc=pc_settings(name, args), seed=seed, max_batches=args.max_batches,
-                         progress=cli.show_progress(args.progress))
+                         progress=cli.show_progress(args.progress), compile=not args.no_compile)
             if main_process:
                 print(f"{name} seed {seed}: test MSE {result['test_mse']:.5f} (best epoch {result['best_epoch']})",
                       flush=True)

@@ -71,7 +71,7 @@ def test_compare_cli_runs_the_sequence_tasks(argv):
     """compare.py reaches both sequence tasks and records their settings (one batch: a wiring check, not a result)."""
     from classification.compare import main
 
-    common = ["--epochs", "1", "--seeds", "1", "--max-batches", "1", "--hidden", "8", "--no-progress"]
+    common = ["--epochs", "1", "--seeds", "1", "--max-batches", "1", "--hidden", "8", "--no-progress", "--no-compile"]
     results = main(argv + common)
     for rule in ("bp", "pc"):
         assert 0.0 <= results[rule]["test_accuracy"]["mean"] <= 1.0

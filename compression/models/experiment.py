@@ -57,7 +57,8 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def train(name: str, splits: Splits, *, arch: str = "mlp", latent: int = 64, epochs: int = 5, lr: float = 1e-3,
-          pc: PCConfig | None = None, seed: int = 0, max_batches: int | None = None, progress: bool = False):
+          pc: PCConfig | None = None, seed: int = 0, max_batches: int | None = None, progress: bool = False,
+          compile: bool = False):
     """Seed, build and train model ``name`` on reconstruction; the model ends at its best-validation epoch.
 
     The seed fixes the initial weights (``bp-ae`` and ``pc-ae`` start identical) and the order of the batches.
@@ -73,6 +74,7 @@ def train(name: str, splits: Splits, *, arch: str = "mlp", latent: int = 64, epo
         seed: run seed.
         max_batches: stop each epoch early (quick runs).
         progress: tqdm bars.
+        compile: fill the gradients with a compiled step (:class:`pc_common.CompiledStep`).
 
     Returns:
         (model, :class:`pc_common.History`, the PC config used or None).
@@ -85,7 +87,7 @@ def train(name: str, splits: Splits, *, arch: str = "mlp", latent: int = 64, epo
         data.train.generator.manual_seed(seed)
     evaluator = decoder_evaluator(latent, pc) if name == "pc-decoder" else autoencoder_evaluator
     history = fit(model, data, RULES[name], epochs=epochs, lr=lr, loss="mse", pc=pc or PCConfig(), classify=False,
-                  evaluator=evaluator, max_batches=max_batches, progress=progress)
+                  evaluator=evaluator, max_batches=max_batches, progress=progress, compile=compile)
     return model, history, pc
 
 
@@ -103,7 +105,8 @@ def seconds_per_batch(name: str, model: nn.Module, images: torch.Tensor, latent:
 
 
 def run(name: str, splits: Splits, *, arch: str = "mlp", latent: int = 64, epochs: int = 5, lr: float = 1e-3,
-        pc: PCConfig | None = None, seed: int = 0, max_batches: int | None = None, progress: bool = False):
+        pc: PCConfig | None = None, seed: int = 0, max_batches: int | None = None, progress: bool = False,
+        compile: bool = False):
     """Train model ``name`` and report what the comparison table shows.
 
     Returns:
@@ -112,7 +115,7 @@ def run(name: str, splits: Splits, *, arch: str = "mlp", latent: int = 64, epoch
         ``test_seconds_per_batch`` (and its ``test_batch_size``), the settings, and the per-epoch ``history``.
     """
     model, history, pc = train(name, splits, arch=arch, latent=latent, epochs=epochs, lr=lr, pc=pc, seed=seed,
-                               max_batches=max_batches, progress=progress)
+                               max_batches=max_batches, progress=progress, compile=compile)
     test_batch = next(iter(splits.test))[0]
     return model, {
         "model": name, "arch": arch, "dataset": splits.name, "latent": latent, "seed": seed, "epochs": epochs,
