@@ -114,6 +114,7 @@ class _Traced(nn.Module):
         super().__init__()
         self.model, self.rule, self.loss, self.config = model, rule, loss, config
         self.substitution = _Substitution(pc_layers(model))
+        self.used: list[int] = []  # weights that get a gradient (found while tracing; the others keep .grad)
 
     def weights(self) -> list[torch.Tensor]:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -123,15 +124,15 @@ class _Traced(nn.Module):
             output = self.model(x)
             mean = self.loss(output, target).mean()
             grads = torch.autograd.grad(mean, self.weights(), allow_unused=True)
-            return (*_zeros_for_none(grads, self.weights()), output.detach())
+            return (*self._used(grads), output.detach())
         with self.substitution.installed():
             run = _fixed_prediction if self.config.fixed_prediction else _standard
             grads, energies, output, phis = run(self, x, target, noise)
-        return (*_zeros_for_none(grads, self.weights()), energies, output, *phis)
+        return (*self._used(grads), energies, output, *phis)
 
-
-def _zeros_for_none(grads, params):
-    return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+    def _used(self, grads) -> list[torch.Tensor]:
+        self.used = [i for i, g in enumerate(grads) if g is not None]
+        return [grads[i] for i in self.used]
 
 
 def _norms(eps: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -201,6 +202,7 @@ class _Program:
     graph: Callable
     noise_shapes: list[tuple]
     call_order: list[int]
+    used: list[int]
 
 
 class CompiledStep:
@@ -306,7 +308,7 @@ class CompiledStep:
                 torch._dynamo.mark_static_address(t)
         if self.backend is not None:
             graph = torch.compile(graph, backend=self.backend, mode=mode, fullgraph=True, dynamic=False)
-        return _Program(graph, noise_shapes, call_order)
+        return _Program(graph, noise_shapes, call_order, self.traced.used)
 
     def _probe(self, x) -> tuple[list[tuple], list[int]]:
         """One plain pass with the value nodes recording: the shapes of the noisy neurons, and the call order."""
@@ -332,7 +334,8 @@ class CompiledStep:
 
     def _finish(self, program: _Program, outputs):
         """Check the energy, accumulate the weight gradients into ``.grad``, keep the neurons; (ŷ, energies)."""
-        params = self.traced.weights()
+        weights = self.traced.weights()
+        params = [weights[i] for i in program.used]
         grads, rest = outputs[: len(params)], outputs[len(params):]
         if self.rule == "bp":
             output, energies = rest[0], None
