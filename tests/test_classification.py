@@ -97,7 +97,7 @@ def test_cli_smoke_on_mnist5k(tmp_path):
     out = tmp_path / "results.json"
     cmd = [sys.executable, str(ROOT / "classification" / "compare.py"), "--model", "mlp", "--dataset", "mnist-5k",
            "--epochs", "2", "--seeds", "1", "--T", "2", "--max-batches", "2", "--device", "cpu", "--no-progress",
-           "--json", str(out)]
+           "--no-compile", "--json", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "PC / BP time per epoch" in done.stdout

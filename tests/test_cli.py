@@ -166,17 +166,18 @@ def test_compression_compare_has_no_progress():
 def test_benchmark_says_one_thread(monkeypatch, capsys):
     """The summary line reads "1 thread", not "1 threads" (the benchmark itself is stubbed: only printing)."""
     setting = {"model": "mlp", "activation": "gelu", "dataset": "mnist-5k", "batch_size": 128, "T": 8,
-               "device": "cpu", "threads": 1}
-    fake = {"setting": setting, "bp_seconds": 1.0, "pc_seconds": 3.0, "ratio": 3.0, "flop_ratio": 2.5}
-    monkeypatch.setattr(benchmark, "benchmark", lambda *args: fake)
-    benchmark.main(["--threads", "1"])
+               "device": "cpu", "threads": 1, "train_samples": 3500, "repeats": 1}
+    fake = {"setting": setting, "seconds": {"bp": {"eager": 1.0}, "pc": {"eager": 3.0}}, "ratio": {"eager": 3.0},
+            "flop_ratio": 2.5}
+    monkeypatch.setattr(benchmark, "benchmark", lambda *args, **kwargs: fake)
+    benchmark.main(["--threads", "1", "--model", "mlp", "--no-compile"])
     assert "(1 thread)" in capsys.readouterr().out
 
 
 def test_piped_output_has_no_progress_bar_escapes(tmp_path):
     """Run as a script with stderr piped (as into a log file): no carriage returns or escape codes from tqdm."""
     cmd = [sys.executable, str(ROOT / "classification" / "compare.py"), "--epochs", "1", "--seeds", "1", "--T", "1",
-           "--max-batches", "2", "--device", "cpu"]
+           "--max-batches", "2", "--device", "cpu", "--no-compile"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stderr and "\x1b[" not in done.stderr
