@@ -232,6 +232,8 @@ class CompiledStep:
 
     def __init__(self, model: nn.Module, rule: str = "pc", loss: str | Loss = "mse", pc: PCConfig = PCConfig(),
                  shapes: int = 1, mode: str | None = None, backend: str | None = "inductor"):
+        if rule == "pc" and pc.incremental:
+            raise ValueError("incremental PC steps the weights inside inference: it has no compiled step")
         self.model, self.rule, self.loss, self.config = model, rule, loss, pc
         self.traced = _Traced(model, rule, get_loss(loss), pc)
         self.shapes, self.mode, self.backend = shapes, mode, backend

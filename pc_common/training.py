@@ -312,7 +312,8 @@ def fit(
     distributed.broadcast(model.state_dict().values())  # every process starts from rank 0's weights
     progress = progress and distributed.is_main()
     loss_fn = get_loss(loss)
-    step = CompiledStep(model, rule, loss, pc) if compile else None
+    # Incremental PC steps the weights inside inference, between the evaluations: it has no compiled step.
+    step = CompiledStep(model, rule, loss, pc) if compile and not (rule == "pc" and pc.incremental) else None
     history = History(rule, selection="val_accuracy" if classify else "val_loss")
     guard = DivergenceGuard(rule, pc, lr if named else None, data.train.x.device)
     best_state, best_score = None, None

@@ -139,3 +139,13 @@ def test_train_step_with_a_compiled_step_updates_like_the_eager_one(tiny_batch):
         pc.train_step(models[1], optimizers[1], x, y, "pc", "mse", config, step)
     for a, b in zip(models[0].parameters(), models[1].parameters()):
         assert relative_error(b.detach(), a.detach()) <= 1e-12
+
+
+def test_incremental_pc_has_no_compiled_step(digits):
+    """Incremental PC steps the weights between evaluations, which a gradient step cannot do: a clear error, and
+    fit(compile=True) trains it eagerly."""
+    with pytest.raises(ValueError, match="incremental"):
+        pc.CompiledStep(make_mlp(sizes=TINY), "pc", pc=pc.PCConfig(incremental=True))
+    history = pc.fit(make_mlp(sizes=TINY, dtype=torch.float32), digits, "pc", epochs=1, max_batches=1,
+                     pc=pc.PCConfig(T=1, incremental=True), compile=True, progress=False)
+    assert len(history.epochs) == 1
