@@ -9,7 +9,7 @@ Python and autograd dispatch. Here the whole step,
 is traced once into a single graph of tensor operations and handed to ``torch.compile`` (Inductor; on CUDA with
 CUDA graphs, ``mode="reduce-overhead"``), which fuses the elementwise work and replays the step without Python.
 
-How the step becomes one graph. ``make_fx`` runs the step once on fake tensors and records every operation below
+How the step becomes one graph. Dynamo does not trace ``torch.autograd.grad`` (a graph break), so ``make_fx`` runs the step once on fake tensors and records every operation below
 autograd, so the vector-Jacobian products that give ∂F/∂φ and ∂F/∂Θ are recorded as ordinary operations: the
 compiled step needs no autograd at run time. The weights are inputs of the graph (``functional_call``), so the
 optimizer may update them between steps. The neurons are not state of the model here: while tracing, every
@@ -19,12 +19,13 @@ one, built from the same helpers (output error, error sending, neuron SGD, energ
 against each other and against autograd oracles.
 
 Shapes. A graph is traced for one input shape (the full batch). A batch of another shape (the last partial batch,
-an evaluation size) runs the eager path, exactly equal, instead of triggering a new compilation: one extra eager
-step per epoch costs far less than the seconds a compilation takes. ``shapes`` raises the number of compiled
-shapes.
+an evaluation size) runs the eager path (the same gradients to round-off) instead of triggering a new compilation:
+one eager step per epoch costs far less than the seconds a compilation takes, and unlike padding with a mask it
+needs nothing of the loss or the modules. ``shapes`` raises the number of compiled shapes.
 
 The optimizer step stays outside the graph: :func:`~pc_common.training.train_step` fills ``.grad``, anything may
-then read or average it (data-parallel training), and ``optimizer.step()`` follows.
+then read or average it (data-parallel training), and ``optimizer.step()`` follows. (Compiling Adam's step for the
+MLP saved about 0.15 ms a step, against some 20 s of compilation, and a learning-rate schedule would recompile it.)
 """
 
 from __future__ import annotations
