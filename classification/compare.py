@@ -202,7 +202,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-batches", type=cli.positive_int, default=None,
                    help="batches per epoch (smoke tests)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
-    p.add_argument("--no-compile", action="store_true", help="eager steps instead of compiled ones (torch.compile)")
+    p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                   help="compiled steps (torch.compile); auto: on for mlp and cnn, off for rnn and lstm, whose "
+                        "unrolled graphs take minutes to compile")
+    p.add_argument("--no-compile", dest="compile", action="store_const", const="off", help="the same as --compile off")
     cli.add_progress_option(p)
     args = p.parse_args(argv)
     text = args.task == TASK
@@ -211,6 +214,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.loss = args.loss or ("ce" if text else "mse")
     if text and args.loss != "ce":
         p.error(f"--task {TASK} predicts a character distribution: use --loss ce")
+    if args.compile == "auto":
+        args.compile = "off" if args.model in ("rnn", "lstm") else "on"
     args.lr_bp = args.lr_bp or LEARNING_RATES[args.loss]["bp"]
     args.lr_pc = args.lr_pc or LEARNING_RATES[args.loss]["pc"]
     return args
@@ -236,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"β={pc.output_precision}; {args.optimizer} α: BP {args.lr_bp:g}, PC {args.lr_pc:g}, {args.schedule}",
               file=sys.stderr)
     recorded = {"model": args.model, "activation": args.act, "task": args.task, "processes": distributed.world_size(),
-                "compiled": not args.no_compile}
+                "compiled": args.compile == "on"}
     if args.model in ("rnn", "lstm"):
         recorded.update(hidden=args.hidden, **({"seq_len": args.seq_len, "text_chars": args.text_chars} if text else {}))
     results = compare(
@@ -245,7 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
         weight_decay=args.weight_decay, schedule=SCHEDULES[args.schedule],
         max_batches=args.max_batches,
         progress=cli.show_progress(args.progress) and main_process, hyperparameters=recorded,
-        compile=not args.no_compile,
+        compile=args.compile == "on",
     )
     distributed.finish()
     if main_process:
