@@ -34,8 +34,8 @@ def digits():
 
 @pytest.fixture
 def batch(digits):
-    """128 real training digits (float64) and their labels."""
-    x, y = next(iter(pc.TensorLoader(digits.train.x, digits.train.y, 128)))
+    """128 real training digits (float64, a seeded class-balanced sample) and their labels."""
+    x, y = pc.sample_batch(digits.train, 128, seed=0)
     return x.double(), y
 
 
