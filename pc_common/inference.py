@@ -113,7 +113,8 @@ def _energy_trace(records, batch: int) -> torch.Tensor:
     return (0.5 * norms.pow(2).sum(1) + terms) / batch
 
 
-def _check_energy(trace: torch.Tensor, config: PCConfig, x: torch.Tensor, target: torch.Tensor) -> None:
+def _check_energy(trace: torch.Tensor, config: PCConfig, x: torch.Tensor | None = None,
+                  target: torch.Tensor | None = None) -> None:
     """Raise if the energy trace is non-finite or rose ``max_energy_rise``-fold; name bad data before blaming γ.
 
     The trace is read once (the one device sync of a batch). Non-finite data always reaches the energy, so the data
@@ -126,7 +127,7 @@ def _check_energy(trace: torch.Tensor, config: PCConfig, x: torch.Tensor, target
     if step is None:
         return
     for name, tensor in (("input x", x), ("target", target)):
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        if tensor is not None and tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise ValueError(f"the {name} of this batch holds non-finite values (NaN or inf): PC inference needs "
                              "finite data")
     if math.isfinite(values[step]):
