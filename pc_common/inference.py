@@ -117,8 +117,8 @@ def _check_energy(trace: torch.Tensor, config: PCConfig, x: torch.Tensor | None 
                   target: torch.Tensor | None = None) -> None:
     """Raise if the energy trace is non-finite or rose ``max_energy_rise``-fold; name bad data before blaming γ.
 
-    The trace is read once (the one device sync of a batch). Non-finite data always reaches the energy, so the data
-    are only inspected once the energy is bad: no extra pass over every batch.
+    The trace is read once (the one device sync of a batch). A NaN or inf that the network reads makes the energy
+    non-finite, so the data are only inspected once the energy is bad: no extra pass or sync for every batch.
     """
     values = trace.tolist()
     # The floor keeps round-off from counting as a rise when the output starts (almost) exactly on its target.
@@ -142,7 +142,7 @@ def _check_energy(trace: torch.Tensor, config: PCConfig, x: torch.Tensor | None 
 
 
 def _save_buffers(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(buffer, copy) for every buffer of ``model``: empty, and no work, for a model without buffers."""
+    """(buffer, copy) for every buffer of ``model``: empty, nothing copied, for a model without buffers."""
     return [(b, b.clone()) for b in model.buffers()]
 
 
