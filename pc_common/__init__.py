@@ -11,7 +11,15 @@ The chain, one job per module:
 """
 
 from .compiled import CompiledStep
-from .data import DATASETS, EMBEDDED, DatasetUnavailableError, Splits, TensorLoader, load_dataset
+from .data import (
+    DATASETS,
+    EMBEDDED,
+    DatasetUnavailableError,
+    Splits,
+    TensorLoader,
+    load_dataset,
+    sample_batch,
+)
 from .energy import cross_entropy, energy, get_loss, layer_energies, prediction_energy, squared_error
 from .inference import InferenceResult, PCConfig, bp_gradients, infer
 from .layers import PCLayer, neurons, pc_layers, pc_mode, predictions, release, weights
@@ -48,6 +56,7 @@ __all__ = [
     "quick_mode",
     "results_dir",
     "release",
+    "sample_batch",
     "seed_everything",
     "squared_error",
     "train_rules",

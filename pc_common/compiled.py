@@ -44,7 +44,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from .energy import Loss, dense_target, get_loss
 from .inference import (
     PCConfig,
-    _check_finite,
+    _check_energy,
     _energy_trace,
     _neuron_grads,
     _output_error,
@@ -344,7 +344,7 @@ class CompiledStep:
             output, energies = rest[0], None
         else:
             energies, output, phis = rest[0], rest[1], rest[2:]
-            _check_finite(energies, self.config)
+            _check_energy(energies, self.config)
             self.neurons = [phis[i] for i in program.call_order]
         for p, g in zip(params, grads):
             p.grad = g if p.grad is None else p.grad + g

@@ -86,6 +86,39 @@ class Splits:
     num_classes: int
 
 
+def sample_batch(data: TensorLoader | tuple[torch.Tensor, torch.Tensor], n: int, seed: int = 0):
+    """A seeded, class-balanced batch of ``n`` samples: the batch a figure or a gradient check shows.
+
+    The samples are drawn without replacement in a random order fixed by ``seed``, with the classes taking turns:
+    each round takes the next unused sample of every class, so any ``n`` holds ⌊n/C⌋ or ⌈n/C⌉ samples of each of
+    the C classes (while every class has samples left). Targets that are not class labels (images, sequences) give
+    a plain seeded random sample.
+
+    Args:
+        data: a :class:`TensorLoader` (e.g. ``splits.test``) or a pair ``(x, y)``.
+        n: batch size, 1 ≤ n ≤ N.
+        seed: fixes the draw (independent of the global RNG).
+
+    Returns:
+        ``(x, y)``, ``n`` samples on the data's device.
+    """
+    x, y = (data.x, data.y) if isinstance(data, TensorLoader) else data
+    if not 1 <= n <= len(x):
+        raise ValueError(f"n must be in [1, {len(x)}], got {n}")
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    labels = y.cpu()[order]
+    if labels.dim() == 1 and not labels.is_floating_point():
+        _, cls = torch.unique(labels, return_inverse=True)
+        # Rank of each sample within its class, in the random order: round r takes every class's r-th sample.
+        by_class = torch.sort(cls, stable=True).indices
+        counts = torch.bincount(cls)
+        rank = torch.empty_like(cls)
+        rank[by_class] = torch.arange(len(cls)) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+        order = order[torch.argsort(rank * len(cls) + torch.arange(len(cls)))]
+    idx = order[:n].to(x.device)
+    return x[idx], y[idx]
+
+
 def cache_dir() -> Path:
     """Where torchvision datasets are downloaded: ``$PC_DATA_DIR`` or ``~/.cache/pc_bp_tutorial``."""
     return Path(os.environ.get("PC_DATA_DIR", Path.home() / ".cache" / "pc_bp_tutorial"))
@@ -157,7 +190,9 @@ def _mnist5k() -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
         bounds = np.cumsum((0,) + MNIST5K_SPLIT)
         for k in range(3):
             parts[k].append(idx[bounds[k] : bounds[k + 1]])
-    return tuple((x[torch.cat(p)], y[torch.cat(p)]) for p in parts)
+    # Each split is then shuffled (same fixed seed): gathered class by class, its "first n samples" would be zeros.
+    splits = [torch.cat(p) for p in parts]
+    return tuple((x[idx], y[idx]) for idx in (s[torch.randperm(len(s), generator=g)] for s in splits))
 
 
 def _unavailable(name: str, root: Path, err: Exception) -> DatasetUnavailableError:

@@ -26,6 +26,7 @@ they equal −∂(βL)/∂v_i after as many steps as node i is distant from the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +51,10 @@ class PCConfig:
             estimate ∂L/∂Θ at any β; a small β is a weakly clamped (nudged) output.
         incremental: incremental PC: the weights take an optimizer step at every one of the T + 1 evaluations
             (``infer`` then needs the ``optimizer``); standard inference otherwise.
+        max_energy_rise: inference stops with an error once F exceeds this multiple of its value at the
+            feed-forward sweep: divergence, even while F is finite (gradient descent on F at a stable γ lowers F;
+            the oscillating transient at 1 < γ < 2 can rise about 10³-fold). ``math.inf`` keeps only the
+            non-finite check, to study divergence itself.
     """
 
     T: int = 8
@@ -58,6 +63,7 @@ class PCConfig:
     fixed_prediction: bool = False
     output_precision: float = 1.0
     incremental: bool = False
+    max_energy_rise: float = 1e6
 
     def __post_init__(self):
         if self.T < 0:
@@ -70,6 +76,8 @@ class PCConfig:
             raise ValueError(f"output_precision (β) must be > 0, got {self.output_precision}")
         if self.incremental and self.fixed_prediction:
             raise ValueError("incremental PC is a variant of standard inference: set fixed_prediction=False")
+        if not self.max_energy_rise > 1:
+            raise ValueError(f"max_energy_rise must be > 1, got {self.max_energy_rise}")
 
 
 @dataclass
@@ -105,15 +113,54 @@ def _energy_trace(records, batch: int) -> torch.Tensor:
     return (0.5 * norms.pow(2).sum(1) + terms) / batch
 
 
-def _check_finite(trace: torch.Tensor, config: PCConfig) -> None:
-    bad = ~torch.isfinite(trace)
-    if bad.any():
-        step = int(bad.nonzero()[0, 0])
-        raise FloatingPointError(
-            f"PC energy became non-finite ({float(trace[step])}) at inference step {step} of T={config.T} "
-            f"with inference_lr γ={config.inference_lr}, momentum={config.momentum}: the neuron updates diverge. "
-            f"Use a smaller γ (try {config.inference_lr / 2:g})."
-        )
+def _check_energy(trace: torch.Tensor, config: PCConfig, x: torch.Tensor | None = None,
+                  target: torch.Tensor | None = None) -> None:
+    """Raise if the energy trace is non-finite or rose ``max_energy_rise``-fold; name bad data before blaming γ.
+
+    The trace is read once (the one device sync of a batch). A NaN or inf that the network reads makes the energy
+    non-finite, so the data are only inspected once the energy is bad: no extra pass or sync for every batch.
+    """
+    values = trace.tolist()
+    # The floor keeps round-off from counting as a rise when the output starts (almost) exactly on its target.
+    limit = config.max_energy_rise * max(values[0], torch.finfo(trace.dtype).eps)
+    step = next((t for t, f in enumerate(values) if not (math.isfinite(f) and f <= limit)), None)
+    if step is None:
+        return
+    for name, tensor in (("input x", x), ("target", target)):
+        if tensor is not None and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ValueError(f"the {name} of this batch holds non-finite values (NaN or inf): PC inference needs "
+                             "finite data")
+    if math.isfinite(values[step]):
+        what = f"rose from {values[0]:.3g} to {values[step]:.3g} (max_energy_rise={config.max_energy_rise:g})"
+    else:
+        what = f"became non-finite ({values[step]})"
+    raise FloatingPointError(
+        f"PC energy {what} at inference step {step} of T={config.T} "
+        f"with inference_lr γ={config.inference_lr}, momentum={config.momentum}: the neuron updates diverge. "
+        f"Use a smaller γ (try {config.inference_lr / 2:g})."
+    )
+
+
+def _save_buffers(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(buffer, copy) for every buffer of ``model``: empty, nothing copied, for a model without buffers."""
+    return [(b, b.clone()) for b in model.buffers()]
+
+
+def _finish(layers: list[PCLayer], saved: list[tuple[torch.Tensor, torch.Tensor]] | None) -> None:
+    """Leave the model as a BP step would: buffers as at the snapshot, and no autograd graph kept alive.
+
+    Buffers that change in train mode (BatchNorm's running statistics) are updated by every one of the T + 1
+    passes; putting them back to the snapshot taken after the feed-forward sweep makes one PC step count one batch,
+    like a BP step, and a snapshot taken before the sweep makes inference only (``weight_grads=False``) leave them
+    untouched. The stored predictions μ are detached: their graph would block ``copy.deepcopy(model)`` and
+    ``torch.save(model)``, and hold its memory until the next batch.
+    """
+    if saved:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+    for layer in layers:
+        layer.mu[:] = [mu.detach() for mu in layer.mu]
 
 
 def _neurons_or_raise(model: nn.Module) -> list[nn.Parameter]:
@@ -184,8 +231,14 @@ def infer(
     Returns:
         the energy trace (T + 1 values) and the feed-forward output.
 
+    Buffers that change in train mode (BatchNorm's running statistics) are updated once, by the feed-forward
+    sweep, as in a BP step; with ``weight_grads=False`` they are left untouched. No autograd graph outlives the
+    call, so the model can be copied or saved right after it.
+
     Raises:
-        FloatingPointError: if the energy becomes non-finite (the step is named; use a smaller γ).
+        ValueError: if ``x`` or ``target`` holds NaN or inf (the tensor is named).
+        FloatingPointError: if the energy becomes non-finite or rises over ``config.max_energy_rise`` times its value
+            at the feed-forward sweep (the step is named; use a smaller γ).
     """
     if not model.training:
         raise RuntimeError("PC inference runs in train() mode; eval() is a plain forward pass")
@@ -249,6 +302,8 @@ def _neuron_grads(eps, back, frozen_output=None):
 
 def _infer_standard(model, x, target, loss_fn, config, params) -> InferenceResult:
     beta, batch = config.output_precision, x.shape[0]
+    # Buffers (BatchNorm statistics) end as the sweep leaves them in a training step, untouched otherwise (_finish).
+    saved = None if params else _save_buffers(model)
     stem, body = _split_stem(model)
     with torch.set_grad_enabled(bool(params)):
         h = stem(x) if stem is not None else x
@@ -268,6 +323,8 @@ def _infer_standard(model, x, target, loss_fn, config, params) -> InferenceResul
             prediction = output.detach()
             velocity = _velocity(phi, config)
             target = dense_target(loss_fn, output, target)
+            if params:
+                saved = _save_buffers(model)
         nodes = predictions(layers) + [output]
         out_term, eps_out = _output_error(loss_fn, output, target, beta)
         with torch.no_grad():
@@ -278,14 +335,19 @@ def _infer_standard(model, x, target, loss_fn, config, params) -> InferenceResul
             _update_neurons_(phi, eps, _send_errors(*sources, phi), velocity, config)
 
     energies = _energy_trace(energies, batch)
-    _check_finite(energies, config)
-    if params:
-        _accumulate(params, _send_errors(nodes, eps, params, scale=-1.0 / (batch * beta)))
+    try:
+        _check_energy(energies, config, x, target)
+        if params:
+            _accumulate(params, _send_errors(nodes, eps, params, scale=-1.0 / (batch * beta)))
+    finally:
+        _finish(layers, saved)
     return InferenceResult(energies, prediction)
 
 
 def _infer_fixed_prediction(model, x, target, loss_fn, config, params) -> InferenceResult:
     beta, batch = config.output_precision, x.shape[0]
+    # The sweep is the only pass: a training step keeps what it does to the buffers, inference only does not.
+    saved = None if params else _save_buffers(model)
     with pc_mode(model, initialise=True) as layers:
         output = model(x)
     phi = _neurons_or_raise(layers)
@@ -309,9 +371,12 @@ def _infer_fixed_prediction(model, x, target, loss_fn, config, params) -> Infere
         _sgd_(eps, _neuron_grads(eps, back, frozen_output), velocity, config)
 
     energies = _energy_trace(energies, batch)
-    _check_finite(energies, config)
-    if params:
-        _accumulate(params, _send_errors(mus + [output], eps + [eps_out], params, scale=-1.0 / (batch * beta)))
+    try:
+        _check_energy(energies, config, x, target)
+        if params:
+            _accumulate(params, _send_errors(mus + [output], eps + [eps_out], params, scale=-1.0 / (batch * beta)))
+    finally:
+        _finish(layers, saved)
     with torch.no_grad():
         for x_i, mu, e in zip(phi, mu_bar, eps):
             x_i.copy_(mu + e)
@@ -348,7 +413,11 @@ def _infer_incremental(model, x, target, loss_fn, config, params, optimizer) -> 
         _accumulate(params, [None if b is None else b * (-1.0 / (batch * beta)) for b in back[-len(params):]])
         optimizer.step()
     energies = _energy_trace(energies, batch)
-    _check_finite(energies, config)
+    try:
+        _check_energy(energies, config, x, target)
+    finally:
+        # Every evaluation is a weight step here, so the buffers keep what each pass did; only the graphs go.
+        _finish(layers, None)
     return InferenceResult(energies, prediction)
 
 

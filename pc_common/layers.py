@@ -73,12 +73,14 @@ class PCLayer(nn.Module):
         value = mu.detach()
         if self.init_std:
             value = value + self.init_std * torch.randn_like(value)
-        if i < len(self.neurons) and self.neurons[i].shape == value.shape:
-            # Same shape as the previous batch: reuse the storage, no allocation.
+        old = self.neurons[i] if i < len(self.neurons) else None
+        if old is not None and (old.shape, old.dtype, old.device) == (value.shape, value.dtype, value.device):
+            # Same shape, dtype and device as the previous batch: reuse the storage, no allocation.
             with torch.no_grad():
-                self.neurons[i].copy_(value)
+                old.copy_(value)
         else:
-            # New call index or a new batch shape (last partial batch, evaluation size): re-create the neuron.
+            # New call index, batch shape (last partial batch, evaluation size), dtype or device (model.double(),
+            # model.to("cuda")): re-create the neuron. copy_ would cast μ silently into the old neuron's dtype.
             neuron = nn.Parameter(value.clone())
             if i < len(self.neurons):
                 self.neurons[i] = neuron

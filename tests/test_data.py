@@ -27,6 +27,35 @@ def test_mnist5k_split_is_stratified_and_disjoint(digits):
     assert digits.num_classes == 10 and digits.input_shape == (1, 28, 28)
 
 
+def test_mnist5k_splits_are_shuffled_within(digits):
+    """The first 20 samples of each split hold at least 8 classes.
+
+    Why: the splits are gathered class by class; unshuffled, "the first n samples" (a quick run's subset, a figure's
+    sample) would be a single digit.
+    """
+    for loader in (digits.train, digits.val, digits.test):
+        assert len(loader.y[:20].unique()) >= 8
+
+
+def test_sample_batch_is_class_balanced_and_seeded(digits):
+    """Every class holds ⌊n/C⌋ or ⌈n/C⌉ samples, no sample twice, each taken from the split; same seed, same batch.
+
+    Oracle: the counts worked by hand (128 = 12·10 + 8 → eight classes of 13 and two of 12) and the split itself.
+    """
+    x, y = pc.sample_batch(digits.train, 128, seed=0)
+    counts = torch.bincount(y, minlength=10)
+    assert sorted(counts.tolist()) == [12] * 2 + [13] * 8
+    assert len({tuple(r.tolist()) for r in x.flatten(1)}) == 128
+    rows = {tuple(r.tolist()): int(c) for r, c in zip(digits.train.x.flatten(1), digits.train.y)}
+    assert all(rows[tuple(r.tolist())] == int(c) for r, c in zip(x.flatten(1), y))
+    assert len(pc.sample_batch(digits.test, 8, seed=3)[1].unique()) == 8
+    x2, y2 = pc.sample_batch((digits.train.x, digits.train.y), 128, seed=0)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert not torch.equal(y, pc.sample_batch(digits.train, 128, seed=1)[1])
+    with pytest.raises(ValueError, match="n must be"):
+        pc.sample_batch(digits.val, 501)
+
+
 def test_split_does_not_move_with_the_seed():
     """The split is a property of the dataset: another training seed reshuffles batches, not the test set."""
     a, b = pc.load_dataset("mnist-5k", seed=0, device="cpu"), pc.load_dataset("mnist-5k", seed=1, device="cpu")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import math
+
 import pytest
 import torch
 from conftest import grads, make_mlp, relative_error
@@ -219,8 +223,9 @@ def test_non_finite_energy_raises_and_names_the_step(batch):
 
 
 def test_config_rejects_nonsense():
-    """Negative T, γ ≤ 0 or momentum ≥ 1 are caught when the config is made."""
-    for bad in (dict(T=-1), dict(inference_lr=0.0), dict(momentum=1.0), dict(output_precision=0.0)):
+    """Negative T, γ ≤ 0, momentum ≥ 1, β ≤ 0 or a rise limit ≤ 1 are caught when the config is made."""
+    for bad in (dict(T=-1), dict(inference_lr=0.0), dict(momentum=1.0), dict(output_precision=0.0),
+                dict(max_energy_rise=1.0)):
         with pytest.raises(ValueError):
             pc.PCConfig(**bad)
 
@@ -231,3 +236,114 @@ def test_model_without_value_nodes_is_an_error(batch):
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).double()
     with pytest.raises(ValueError, match="PCLayer"):
         pc.infer(model, x, y)
+
+
+class _Wrapped(nn.Module):
+    """A network that is not an ``nn.Sequential``: inference runs it whole, with no stem computed once."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def _batchnorm_net(sequential: bool) -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.BatchNorm1d(32), nn.Tanh(), pc.PCLayer(),
+                        nn.Linear(32, 16), nn.BatchNorm1d(16), nn.Tanh(), pc.PCLayer(), nn.Linear(16, 10)).double()
+    return net if sequential else _Wrapped(net)
+
+
+@pytest.mark.parametrize("sequential", [True, False], ids=["sequential", "wrapped"])
+@pytest.mark.parametrize("fixed_prediction", [False, True], ids=["standard", "fixed"])
+def test_batchnorm_statistics_are_updated_once_per_step(batch, sequential, fixed_prediction):
+    """After one PC step the running statistics and ``num_batches_tracked`` equal those after one BP step on the
+    same batch; after inference only (``weight_grads=False``) they are unchanged.
+
+    Why: each of the T + 1 evaluations is a train-mode pass; counting each as a batch moved the running mean far
+    from BP's (T = 10: 11 batches tracked against 1) and let test-time inference change the model.
+    Oracle: the buffers of the same network after a BP step, and the buffers before inference.
+    """
+    x, y = batch
+    model = _batchnorm_net(sequential)
+    bp_model = copy.deepcopy(model)
+    pc.bp_gradients(bp_model, x, y)
+    before = {k: v.clone() for k, v in model.named_buffers()}
+    config = pc.PCConfig(T=10, inference_lr=0.1, fixed_prediction=fixed_prediction)
+    pc.infer(model, x, y, "mse", config, weight_grads=False)
+    assert all(torch.equal(v, before[k]) for k, v in model.named_buffers())
+    pc.infer(model, x, y, "mse", config)
+    expected = dict(bp_model.named_buffers())
+    assert any(not torch.equal(v, before[k]) for k, v in expected.items())
+    for k, v in model.named_buffers():
+        torch.testing.assert_close(v, expected[k], rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("fixed_prediction", [False, True], ids=["standard", "fixed"])
+def test_model_can_be_copied_and_saved_right_after_inference(batch, tmp_path, fixed_prediction):
+    """``copy.deepcopy``, ``torch.save(model)`` and ``state_dict`` work right after ``infer``; each round trip is equal.
+
+    Why: checkpointing or copying a model mid-training is ordinary; stored predictions μ that kept their autograd
+    graph made deepcopy fail. Oracle: round-trip equality of weights, buffers and neurons, the same layer energies,
+    and the same gradient from the next PC step of the copy and of the original.
+    """
+    x, y = batch
+    model = _batchnorm_net(sequential=True)
+    config = pc.PCConfig(T=3, inference_lr=0.1, fixed_prediction=fixed_prediction)
+    pc.infer(model, x, y, "mse", config)
+    torch.save(model, tmp_path / "model.pt")
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    copies = [copy.deepcopy(model), torch.load(tmp_path / "model.pt", weights_only=False)]
+    fresh = _batchnorm_net(sequential=True)
+    fresh.load_state_dict(torch.load(tmp_path / "state.pt"))
+    for other in [*copies, fresh]:
+        theirs = other.state_dict()
+        assert all(torch.equal(v, theirs[k]) for k, v in model.state_dict().items())
+    for other in copies:
+        assert all(torch.equal(a, b) for a, b in zip(pc.neurons(model), pc.neurons(other)))
+        assert pc.layer_energies(other) == pc.layer_energies(model)
+    for other in (copies[0], fresh):
+        model.zero_grad()
+        other.zero_grad()
+        pc.infer(model, x, y, "mse", config)
+        pc.infer(other, x, y, "mse", config)
+        assert all(torch.equal(a, b) for a, b in zip(grads(model), grads(other)))
+
+
+@pytest.mark.parametrize("bad", ["input x", "target"])
+def test_non_finite_data_is_named(batch, bad):
+    """A NaN in the input or an inf in the target is reported as bad data naming the tensor, not as a γ problem.
+
+    Oracle: the one tensor that was spoiled by hand; no weight gradient is written.
+    """
+    x, y = batch
+    x, target = x.clone(), nn.functional.one_hot(y, 10).double()
+    if bad == "input x":
+        x[3, 0, 14, 14] = float("nan")
+    else:
+        target[5, 2] = float("inf")
+    model = make_mlp()
+    for fixed_prediction in (False, True):
+        with pytest.raises(ValueError, match=f"{bad} .*non-finite"):
+            pc.infer(model, x, target, "mse", pc.PCConfig(fixed_prediction=fixed_prediction))
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_finite_divergence_raises_and_names_the_step(batch):
+    """At γ = 50 the energy rises by orders of magnitude while staying finite: the error names the step and γ.
+
+    Oracle: the energy trace of the same inference with the rise check off (``max_energy_rise = inf``): the step
+    named is the first whose energy exceeds ``max_energy_rise`` times the energy of the feed-forward sweep.
+    """
+    x, y = batch
+    config = pc.PCConfig(T=8, inference_lr=50.0)
+    trace = pc.infer(make_mlp(), x, y, "mse", dataclasses.replace(config, max_energy_rise=math.inf),
+                     weight_grads=False).energies
+    assert torch.isfinite(trace).all()
+    first = int((trace > config.max_energy_rise * trace[0]).nonzero()[0, 0])
+    model = make_mlp()
+    with pytest.raises(FloatingPointError, match=rf"rose .* step {first} of T=8 .*γ=50.0.*smaller γ"):
+        pc.infer(model, x, y, "mse", config)
+    assert all(p.grad is None for p in model.parameters())

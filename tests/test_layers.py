@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_mlp
+from conftest import grads, make_mlp, relative_error
 from torch import nn
 
 import pc_common as pc
@@ -101,3 +101,30 @@ def test_release_frees_neurons(batch):
     pc.infer(model, x, y, "mse", pc.PCConfig(T=1), weight_grads=False)
     pc.release(model)
     assert pc.neurons(model) == [] and pc.predictions(model) == []
+
+
+def _output_node_only() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.Tanh(), nn.Linear(32, 10), pc.PCLayer())
+
+
+@pytest.mark.parametrize("build", [make_mlp, _output_node_only], ids=["hidden nodes", "output node only"])
+def test_neurons_follow_the_dtype_of_mu(batch, build):
+    """A float32 pass, then ``model.double()`` and back (same batch shape): the neurons take μ's dtype each time.
+
+    Why: users switch precision (or device) between calls. A neuron kept from the last call either breaks the next
+    matmul (float32 φ into float64 weights) or, as the last module, silently rounds φ to float32.
+    Oracle: fixed-prediction PC at γ = 1, T ≥ depth equals the BP gradient of the same model in the same dtype.
+    """
+    x, y = batch
+    model = build().float()
+    for dtype, tol in ((torch.float32, 1e-4), (torch.float64, 1e-12), (torch.float32, 1e-4)):
+        model.to(dtype)
+        model.zero_grad()
+        pc.bp_gradients(model, x.to(dtype), y)
+        bp = grads(model)
+        model.zero_grad()
+        pc.infer(model, x.to(dtype), y, "mse", pc.PCConfig(T=4, inference_lr=1.0, fixed_prediction=True))
+        assert all(p.dtype == dtype for p in pc.neurons(model))
+        for g_pc, g_bp in zip(grads(model), bp):
+            assert relative_error(g_pc, g_bp) <= tol

@@ -1,4 +1,5 @@
-"""README.md: every path, script, option and API name it shows exists, and the two commands come first.
+"""README.md: every path, script, option and API name it shows exists, the two commands come first, and every
+headline result is the number its JSON file holds.
 
 The original tutorial's README named folders and files that did not exist. These tests read the README the way a
 reader does (links, inline code, code blocks) and check each reference against the repository itself.
@@ -7,7 +8,9 @@ reader does (links, inline code, code blocks) and check each reference against t
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -143,3 +146,135 @@ def test_python_snippets_run():
             namespace["pc_step"](torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,)))
             after = list(namespace["model"].parameters())
             assert any(not torch.equal(b, a) for b, a in zip(before, after))
+
+
+# Every result number of the "Headline results" section, and the JSON it comes from. One entry per README snippet:
+# (JSON file, the README text with each number written as {expression:format}). In an expression, v("a/b/0") reads
+# that path of the file (keys and list indices), pct(path) is 100·v(path), and ratio(a, b) = median(a) / median(b)
+# (a number is its own median). Whitespace is compared collapsed, so a snippet may cross a line break of the prose.
+# A new result in the README gets one entry here: test_every_headline_result_is_quoted fails until it has one.
+QUOTES = [
+    ("PC_BP_Gradients/results/gradcheck.json",
+     "| (reference) | {v('models/mlp/fixed_prediction_rel_error'):.2g} / {v('models/cnn/fixed_prediction_rel_error'):.2g}"
+     " / {v('models/rnn/fixed_prediction_rel_error'):.2g} / {v('models/lstm/fixed_prediction_rel_error'):.2g} |"),
+    ("PC_BP_Gradients/results/gradcheck.json",
+     "| (reference) | {v('models/mlp/standard_pc_by_beta/1.0/cosine'):.3f} / {v('models/cnn/standard_pc_by_beta/1.0/cosine'):.3f}"
+     " / {v('models/rnn/standard_pc_by_beta/1.0/cosine'):.3f} / {v('models/lstm/standard_pc_by_beta/1.0/cosine'):.3f} |"),
+    ("PC_BP_Gradients/results/gradcheck.json",
+     "| (reference) | {v('models/mlp/standard_pc_by_beta/0.01/cosine'):.3f} / {v('models/cnn/standard_pc_by_beta/0.01/cosine'):.3f}"
+     " / {v('models/rnn/standard_pc_by_beta/0.01/cosine'):.5f} / {v('models/lstm/standard_pc_by_beta/0.01/cosine'):.5f} |"),
+    ("PC_BP_Gradients/results/gradcheck.json",
+     "| −{-v('scalar_dLdx_true'):.12f} (autograd) | −{-v('scalar_dLdx_pc'):.12f} |"),
+    ("classification/results/comparison_mlp_mnist-5k.json",
+     "at the best-validation epoch (%) | {pct('bp/test_accuracy/mean'):.2f} ± {pct('bp/test_accuracy/std'):.2f}"
+     " | {pct('pc/test_accuracy/mean'):.2f} ± {pct('pc/test_accuracy/std'):.2f} |"),
+    ("classification/results/comparison_cnn_mnist-5k.json",
+     "same protocol (%) | {pct('bp/test_accuracy/mean'):.2f} ± {pct('bp/test_accuracy/std'):.2f}"
+     " | {pct('pc/test_accuracy/mean'):.2f} ± {pct('pc/test_accuracy/std'):.2f} |"),
+    ("classification/results/benchmark.json",
+     "2 threads; PC / BP | {v('bp_seconds'):.3f} | {v('pc_seconds'):.3f} ({v('ratio'):.2f}×) |"),
+    ("classification/results/benchmark_1thread.json",
+     "the same on 1 thread | {v('bp_seconds'):.3f} | {v('pc_seconds'):.3f} ({v('ratio'):.2f}×) |"),
+    ("classification/results/flops.json",
+     "| {v('breakdown/0/total'):.1f} MFLOP | {v('breakdown/1/total'):.1f} MFLOP ({v('breakdown/1/ratio to BP'):.2f}×) |"),
+    ("classification/results/flops.json",
+     "| {v('breakdown/3/total'):.1f} MFLOP | {v('breakdown/4/total'):.1f} MFLOP ({v('breakdown/4/ratio to BP'):.2f}×) |"),
+    ("classification/results/sequences.json",
+     "| {pct('rowmnist/runs/BP/test_accuracy'):.1f} | fixed prediction"
+     " {pct('rowmnist/runs/PC fixed prediction/test_accuracy'):.1f}"
+     " ({ratio('rowmnist/runs/PC fixed prediction/seconds_per_epoch', 'rowmnist/runs/BP/seconds_per_epoch'):.1f}×);"
+     " standard {pct('rowmnist/runs/PC standard/test_accuracy'):.1f}"
+     " ({ratio('rowmnist/runs/PC standard/seconds_per_epoch', 'rowmnist/runs/BP/seconds_per_epoch'):.1f}×) |"),
+    ("classification/results/sequences.json",
+     "| {pct('shakespeare/runs/BP/test_accuracy'):.1f} | {pct('shakespeare/runs/PC standard/test_accuracy'):.1f}"
+     " ({ratio('shakespeare/runs/PC standard/seconds_per_epoch', 'shakespeare/runs/BP/seconds_per_epoch'):.1f}×) |"),
+    ("compression/results/comparison.json",
+     "| {v('summary/0/test_mse'):.4f} | {v('summary/1/test_mse'):.4f} / {v('summary/2/test_mse'):.4f} |"),
+    ("compression/results/comparison.json",
+     "| {v('summary/0/parameters'):,} | PC AE {v('summary/1/parameters'):,}"
+     " ({ratio('summary/1/train_seconds_per_epoch', 'summary/0/train_seconds_per_epoch'):.1f}×,"
+     " {ratio('summary/1/test_seconds_per_batch', 'summary/0/test_seconds_per_batch'):.1f}×);"
+     " PC decoder {v('summary/2/parameters'):,}"
+     " ({ratio('summary/2/train_seconds_per_epoch', 'summary/0/train_seconds_per_epoch'):.1f}×,"
+     " {ratio('summary/2/test_seconds_per_batch', 'summary/0/test_seconds_per_batch'):.1f}×) |"),
+    ("classification/results/benchmark_1thread.json",
+     "The eager time ratio sits above the FLOP ratio of {v('flop_ratio'):.2f}: {v('ratio'):.2f}× on one thread"),
+    ("classification/results/benchmark.json", "on one thread and {v('ratio'):.2f}× on two over whole epochs"),
+    ("classification/results/flops.json",
+     "and {v('ratios_vs_T/mlp/time_pc/3'):.2f}× for one step timed on its own in `classification/FLOPs.ipynb`"),
+    ("classification/results/flops.json", "The FLOP ratio would be {v('breakdown/2/ratio to BP'):.1f} if"),
+    ("compression/results/flops.json", "35 inference steps, {v('ratios_vs_T/mlp/flop pc-decoder coding/4'):.1f} encoder"),
+    ("compression/results/comparison.json",
+     "in FLOPs, and {ratio('summary/2/test_seconds_per_batch', 'summary/0/test_seconds_per_batch'):.1f} times the BP"
+     " autoencoder's wall time per test batch"),
+]
+# Rows whose numbers have no committed result file yet (the compiled-step timings): quote them once their JSON is in.
+NO_RESULT_FILE = ("| MLP seconds per epoch, eager / compiled step", "| CNN, the same, median of 5",
+                  "| MLP, full Fashion-MNIST (430 batches")
+FIELD = re.compile(r"\{([^{}]+):([^{}:]*)\}")
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _render(path: str, template: str) -> str:
+    """The README text a quote stands for: each {expression:format} evaluated on the JSON file ``path``."""
+    data = json.loads((ROOT / path).read_text(encoding="utf-8"))
+
+    def v(key: str):
+        value = data
+        for part in key.split("/"):
+            value = value[int(part)] if isinstance(value, list) else value[part]
+        return value
+
+    def ratio(a: str, b: str) -> float:
+        def typical(x):
+            return statistics.median(x) if isinstance(x, list) else x
+
+        return typical(v(a)) / typical(v(b))
+
+    names = {"v": v, "pct": lambda key: 100 * v(key), "ratio": ratio}
+    return _flat(FIELD.sub(lambda m: format(eval(m.group(1), names), m.group(2)), template))
+
+
+def _headline() -> str:
+    """The "Headline results" section (up to the next heading)."""
+    return README.split("\n## Headline results\n")[1].split("\n## ")[0]
+
+
+@pytest.mark.parametrize("path, template", QUOTES, ids=[f"{p}:{i}" for i, (p, _) in enumerate(QUOTES)])
+def test_readme_numbers_match_their_results(path, template):
+    """Each quoted number is what its JSON file holds, at the precision the README prints.
+
+    Why: hand-copied numbers drift when results are regenerated (compression 10.3× / 58× stood against 10.2× / 52.2×
+    in the JSON). Oracle: the committed result file the number comes from.
+    """
+    expected = _render(path, template)
+    assert expected in _flat(_headline()), f"README should read: {expected!r} (from {path})"
+
+
+def test_every_headline_result_is_quoted():
+    """Every digit in the BP and PC columns of the headline table lies inside a quote of ``QUOTES``.
+
+    Why: a result added to the table without an entry would escape the check above.
+    """
+    text = _flat(_headline())
+    covered = [False] * len(text)
+    for path, template in QUOTES:
+        quote = _render(path, template)
+        start = text.find(quote)
+        while start >= 0:
+            covered[start : start + len(quote)] = [True] * len(quote)
+            start = text.find(quote, start + 1)
+    rows = [line for line in _headline().splitlines() if line.startswith("| ") and not line.startswith("| what")
+            and not line.startswith(NO_RESULT_FILE)]
+    assert rows, "the headline table has no rows"
+    for row in rows:
+        flat = _flat(row)
+        offset = text.index(flat)
+        cells = flat.split(" | ")
+        start = offset + len(cells[0]) + 3  # the BP column begins after "| what | "
+        end = start + len(cells[1]) + 3 + len(cells[2])
+        missing = [text[i] for i in range(start, end) if text[i].isdigit() and not covered[i]]
+        assert not missing, f"unquoted result numbers in the row {cells[0]!r}: add an entry to QUOTES"

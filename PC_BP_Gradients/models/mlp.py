@@ -50,10 +50,10 @@ def build_mlp(
     return nn.Sequential(*layers).to(device=pc.pick_device(device), dtype=dtype)
 
 
-def digit_batch(batch_size: int = BATCH_SIZE, dtype=torch.float64, device=None):
-    """The first ``batch_size`` training digits of the embedded ``mnist-5k`` split (fixed, no shuffle)."""
-    splits = pc.load_dataset("mnist-5k", device=pc.pick_device(device))
-    return splits.train.x[:batch_size].to(dtype), splits.train.y[:batch_size]
+def digit_batch(batch_size: int = BATCH_SIZE, dtype=torch.float64, device=None, seed: int = 0):
+    """A fixed, class-balanced batch of ``batch_size`` training digits of ``mnist-5k`` (``pc.sample_batch``)."""
+    x, y = pc.sample_batch(pc.load_dataset("mnist-5k", device=pc.pick_device(device)).train, batch_size, seed)
+    return x.to(dtype), y
 
 
 def sweep(
