@@ -49,7 +49,11 @@ PROBE_CONFIG = AFTER
 
 
 def probe_batch(data, n: int = 256, seed: int = 0):
-    """``n`` validation images, the same number per class (a fixed, class-balanced probe)."""
+    """``n`` validation images, the same number per class (a fixed, class-balanced probe).
+
+    Kept apart from :func:`pc_common.sample_batch` (the same idea) because the committed diagnosis and sweep
+    results were probed on exactly this batch.
+    """
     g = torch.Generator().manual_seed(seed)
     per_class = n // data.num_classes
     idx = [torch.nonzero(data.val.y.cpu() == c).flatten() for c in range(data.num_classes)]

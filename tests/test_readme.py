@@ -154,6 +154,27 @@ def test_python_snippets_run():
 # (a number is its own median). Whitespace is compared collapsed, so a snippet may cross a line break of the prose.
 # A new result in the README gets one entry here: test_every_headline_result_is_quoted fails until it has one.
 QUOTES = [
+    ("classification/results/comparison_mlp_fashion-mnist.json",
+     "5 seeds: test accuracy at the best-validation epoch (%) | {pct('bp/test_accuracy/mean'):.2f} ± "
+     "{pct('bp/test_accuracy/std'):.2f} | {pct('pc/test_accuracy/mean'):.2f} ± {pct('pc/test_accuracy/std'):.2f} |"),
+    ("classification/results/comparison_mlp-ce_fashion-mnist.json",
+     "cross-entropy output (%) | {pct('bp/test_accuracy/mean'):.2f} ± {pct('bp/test_accuracy/std'):.2f}"
+     " | {pct('pc/test_accuracy/mean'):.2f} ± {pct('pc/test_accuracy/std'):.2f} |"),
+    ("classification/results/comparison_cnn_fashion-mnist.json",
+     "settings of the MLP (%) | {pct('bp/test_accuracy/mean'):.2f} ± {pct('bp/test_accuracy/std'):.2f}"
+     " | {pct('pc/test_accuracy/mean'):.2f} ± {pct('pc/test_accuracy/std'):.2f} |"),
+    ("classification/results/comparison_mlp_fashion-mnist.json",
+     "only a rough guide) | {v('bp/epoch_seconds'):.1f} /"),
+    ("classification/results/comparison_mlp-ce_fashion-mnist.json",
+     " / {v('bp/epoch_seconds'):.1f} / "),
+    ("classification/results/comparison_cnn_fashion-mnist.json",
+     " / {v('bp/epoch_seconds'):.1f} | "),
+    ("classification/results/comparison_mlp_fashion-mnist.json",
+     "| {v('pc/epoch_seconds'):.1f} / "),
+    ("classification/results/comparison_mlp-ce_fashion-mnist.json",
+     " / {v('pc/epoch_seconds'):.1f} / "),
+    ("classification/results/comparison_cnn_fashion-mnist.json",
+     " / {v('pc/epoch_seconds'):.1f} | (as above) |"),
     ("PC_BP_Gradients/results/gradcheck.json",
      "| (reference) | {v('models/mlp/fixed_prediction_rel_error'):.2g} / {v('models/cnn/fixed_prediction_rel_error'):.2g}"
      " / {v('models/rnn/fixed_prediction_rel_error'):.2g} / {v('models/lstm/fixed_prediction_rel_error'):.2g} |"),
