@@ -15,11 +15,11 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pc_common as pc
 from PC_BP_Gradients.models import limits
+from pc_common.utils import write_json
 
 DEPTHS = (2, 4, 8, 12, 16, 20)
 WIDTH = 64
@@ -73,8 +73,7 @@ def main(argv=None) -> dict:
                  inference_lr=args.inference_lr, steps_per_layer=args.steps_per_layer, dataset=args.dataset,
                  seed=args.seed, max_batches=3 if args.quick else None, device=args.device)
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+        write_json(args.json, report, indent=2)
     return report
 
 

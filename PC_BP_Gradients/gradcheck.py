@@ -21,7 +21,6 @@ nodes and a batch, and add a :class:`Case` to :data:`MODELS`.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +32,7 @@ import pc_common as pc
 from PC_BP_Gradients.models import graphs, mlp, scalar
 from PC_BP_Gradients.models.metrics import pc_vs_bp
 from pc_common import cli
+from pc_common.utils import write_json
 
 
 @dataclass(frozen=True)
@@ -151,8 +151,7 @@ def main(argv=None) -> dict:
     report = run(args.models, args.device)
     print(format_table(report))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+        write_json(args.json, report, indent=2)
     return report
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from pc_common import (
     train_step,
 )
 from pc_common.flops import analytic_step_flops, layer_costs, time_step
+from pc_common.utils import write_json
 
 RULES = ("bp", "pc")
 
@@ -136,8 +136,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(report(result), flush=True)
         results.append(result)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1))
+        write_json(args.json, results)
     return results
 
 

@@ -23,7 +23,6 @@ Adding a model is one entry in :data:`MODELS` (a builder from the dataset's inpu
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -48,6 +47,7 @@ from pc_common import (
     train_rules,
 )
 from pc_common.training import OPTIMIZERS, RULES
+from pc_common.utils import write_json
 
 # Builders: (splits, options) -> model. The options are the parsed CLI arguments (activation, sizes, ...).
 ModelBuilder = Callable[[Splits, argparse.Namespace], nn.Module]
@@ -256,8 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
     if main_process:
         print(table(results))
     if main_process and args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1))
+        write_json(args.json, results)
         print(f"results written to {args.json}", file=sys.stderr)
     return results
 

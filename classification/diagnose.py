@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import warnings
 from pathlib import Path
@@ -31,6 +30,7 @@ from classification.compare import WEIGHT_DECAY
 from classification.models import mlp
 from pc_common import DATASETS, PCConfig, cli, fit, load_dataset, pick_device, seed_everything
 from pc_common.diagnostics import energy_curvature, gradient_alignment
+from pc_common.utils import write_json
 
 # name: (rule, optimizer, α, schedule, PC settings). "before" is the setting that blew up on full Fashion-MNIST (Adam
 # at a constant α = 3e-3, output precision β = 1); the other rows change one thing at a time; the plain-SGD row shows
@@ -128,8 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name:<28} val {100 * last['val_accuracy']:.2f} %  γλ_max {last['gamma_lambda']:.2f}  "
               f"alarms in {len(run['alarms'])} epochs")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1))
+        write_json(args.json, results)
     return results
 
 

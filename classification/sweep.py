@@ -27,6 +27,7 @@ from classification.diagnose import probe_batch
 from classification.models import mlp
 from pc_common import DATASETS, PCConfig, cli, fit, load_dataset, pick_device, seed_everything
 from pc_common.diagnostics import energy_curvature
+from pc_common.utils import write_json
 
 # The grid: the weight optimizer is compare.py's (shared by both rules); BP varies α; PC varies α, the output
 # precision β and the inference step (γ, T).
@@ -106,8 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
         results = sweep(args.dataset, args.epochs, args.seed, args.loss, args.device, args.max_batches,
                         only=args.only, progress=cli.show_progress(args.progress))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1))
+        write_json(args.json, results)
     return results
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import tempfile
@@ -45,3 +46,11 @@ def results_dir(path: str | Path = "results") -> Path:
     if quick_mode():
         return Path(tempfile.mkdtemp(prefix="pc_quick_"))
     return Path(path)
+
+
+def write_json(path: str | Path, data, indent: int = 1) -> Path:
+    """Write ``data`` as JSON to ``path``, creating its folder (how every script saves its results)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=indent))
+    return path
