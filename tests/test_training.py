@@ -135,3 +135,13 @@ def test_guard_flags_a_blow_up_of_the_training_loss():
                          progress=False)
     assert sum("diverging" in str(w.message) for w in caught) == 1
     assert history.alarms and history.alarms[0]["loss_jumps"] > 0
+
+
+def test_guard_ignores_the_rising_trace_of_fixed_prediction(digits):
+    """Exact fixed prediction (γ = 1, T = depth) drives the hidden errors from zero up to BP's deltas, so its trace
+    rises by design: no alarm, while training itself is as stable as BP."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = pc.fit(small_mlp(), digits, "pc", epochs=1, max_batches=3, progress=False,
+                         pc=pc.PCConfig(T=3, inference_lr=1.0, fixed_prediction=True))
+    assert history.alarms == [] and not [w for w in caught if "diverging" in str(w.message)]
