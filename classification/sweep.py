@@ -33,8 +33,34 @@ from pc_common.utils import write_json
 # precision β and the inference step (γ, T).
 GRID = {
     "bp": {"lr": (3e-4, 1e-3, 3e-3)},
-    "pc": {"output_precision": (1.0, 0.1), "lr": (1e-3, 3e-4, 3e-3), "inference_lr": (0.05,), "T": (8,)},
+    "pc": {"output_precision": (1.0, 0.1, 0.01), "lr": (1e-3, 3e-4, 3e-3), "inference_lr": (0.05, 0.1), "T": (8,)},
 }
+# The choice keeps a margin below the neuron step's stability bound γλ_max < 2: the curvature grows as the weights
+# grow, so a setting that ends a 25-epoch sweep at the bound crosses it in a longer run or at a larger α.
+STABILITY_MARGIN = 1.5
+
+
+def choose(results: dict, margin: float = STABILITY_MARGIN) -> dict:
+    """Per rule, the settings of the most accurate stable grid point on validation.
+
+    Stable: the divergence guard raised no alarm, and (PC) γ·λ_max stayed at or below ``margin`` in every epoch.
+
+    Args:
+        results: a sweep (the JSON written by :func:`sweep`).
+        margin: the largest γ·λ_max accepted.
+
+    Returns:
+        ``{rule: {setting: value, …}}`` with the grid's settings of the chosen point of each rule.
+    """
+    chosen = {}
+    for rule, axes in GRID.items():
+        stable = [r for r in results["runs"] if r["rule"] == rule and not r["alarms"]
+                  and max(r.get("gamma_lambda", [0.0])) <= margin]
+        if not stable:
+            raise ValueError(f"no stable {rule} setting in the sweep")
+        best = max(stable, key=lambda r: r["best_val_accuracy"])
+        chosen[rule] = {k: best[k] for k in axes}
+    return chosen
 
 
 def points(grid: dict = GRID):
@@ -108,6 +134,11 @@ def main(argv: list[str] | None = None) -> dict:
                         only=args.only, progress=cli.show_progress(args.progress))
     if args.json:
         write_json(args.json, results)
+    if not args.only:
+        try:
+            print(f"chosen (stable: no alarm, γλ_max ≤ {STABILITY_MARGIN}): {choose(results)}")
+        except ValueError as error:  # a smoke run of a few batches may have no stable point of a rule
+            print(f"nothing chosen: {error}")
     return results
 
 
