@@ -61,7 +61,7 @@ def benchmark(model: str = "mlp", dataset: str = EMBEDDED, repeats: int = 7, T: 
     data = load_dataset(dataset, batch_size, device=device)
     pc = PCConfig(T=T)
     seed_everything(0)
-    options = argparse.Namespace(act=act, hidden=64)
+    options = argparse.Namespace(act=act, hidden=64, width=128)
     initial = MODELS[model](data, options).to(data.train.x.device)
     engines = ("eager", "compiled") if compile else ("eager",)
     runs = {}
