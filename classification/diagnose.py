@@ -9,8 +9,10 @@ class-balanced batch of validation images, it records:
   inference is gradient descent on F, so it lowers F at every step only while γ λ_max < 2;
 * the training loss, the mean final energy, the validation accuracy, and the divergence guard's alarms.
 
-    python classification/diagnose.py --dataset fashion-mnist --epochs 15 \\
+    python classification/diagnose.py --dataset fashion-mnist --epochs 12 \\
         --json classification/results/diagnosis_fashion-mnist.json
+    python classification/diagnose.py --dataset fashion-mnist --epochs 50 --only 3 4 \\
+        --json classification/results/diagnosis-50epochs_fashion-mnist.json
 
 Validation data only: no test accuracy is computed here.
 """
@@ -120,10 +122,16 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", type=cli.device, default="auto",
                    help="auto (cuda when available, else cpu), cpu, cuda:1, …")
     p.add_argument("--max-batches", type=cli.positive_int, default=None, help="batches per epoch (smoke tests)")
+    p.add_argument("--only", type=cli.non_negative_int, nargs="+", default=None,
+                   help="run these recipes only (indices into RECIPES, in the order listed there)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     cli.add_progress_option(p)
     args = p.parse_args(argv)
-    results = diagnose(args.dataset, args.epochs, args.seed, args.device, args.max_batches,
+    names = list(RECIPES)
+    if args.only and max(args.only) >= len(names):
+        p.error(f"argument --only: there are {len(names)} recipes (0 … {len(names) - 1})")
+    recipes = {names[i]: RECIPES[names[i]] for i in args.only} if args.only else RECIPES
+    results = diagnose(args.dataset, args.epochs, args.seed, args.device, args.max_batches, recipes=recipes,
                        progress=cli.show_progress(args.progress))
     for name, run in results["runs"].items():
         last = run["epochs"][-1]

@@ -40,7 +40,7 @@ BAD_VALUES = {
         (["--T", "-1"], "--T"), (["--inference-lr", "0"], "--inference-lr"), (["--momentum", "1"], "--momentum"),
         (["--lr-pc", "nan"], "--lr-pc"), (["--hidden", "two"], "--hidden"), (["--text-chars", "-5"], "--text-chars"),
         (["--output-precision", "-1"], "--output-precision"), (["--max-batches", "0"], "--max-batches"),
-        (["--weight-decay", "-1e-4"], "--weight-decay"),
+        (["--weight-decay", "-1e-4"], "--weight-decay"), (["--width", "0"], "--width"),
     ],
     "classification/benchmark.py": [
         (["--repeats", "0"], "--repeats"), (["--T", "-1"], "--T"), (["--batch-size", "0"], "--batch-size"),
@@ -48,6 +48,7 @@ BAD_VALUES = {
     ],
     "classification/diagnose.py": [
         (["--epochs", "0"], "--epochs"), (["--seed", "-1"], "--seed"), (["--max-batches", "0"], "--max-batches"),
+        (["--only", "99"], "--only"),
     ],
     "classification/sweep.py": [(["--epochs", "0"], "--epochs"), (["--only", "2", "-1"], "--only")],
     "compression/compare.py": [
