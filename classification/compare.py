@@ -69,6 +69,10 @@ PC_SETTINGS = PCConfig(T=8, inference_lr=0.05, momentum=0.0, output_precision=0.
 # The weight optimizer, shared by both rules: AdamW with a cosine schedule, as in the field's benchmark protocol
 # (Pinchetti et al., ICLR 2025); fixed, not swept.
 OPTIMIZER, WEIGHT_DECAY, SCHEDULE = "adamw", 1e-4, "cosine"
+# γ's ceiling 2/λ_max falls as the weights grow (wider layers grow faster under Adam): PC halves γ after an epoch in
+# which the energy rose during inference (the divergence guard's first sign). A run that never crosses the bound is
+# not changed by it.
+ADAPT_STEP = True
 SCHEDULES = {"constant": None, "cosine": "cosine"}
 
 
@@ -93,6 +97,7 @@ def compare(
     progress: bool = True,
     hyperparameters: dict | None = None,
     compile: bool = False,
+    adapt_step: bool = ADAPT_STEP,
 ) -> dict:
     """Train a fresh copy of ``build()`` with each rule for every seed and collect the results.
 
@@ -109,6 +114,7 @@ def compare(
         progress: show progress bars.
         hyperparameters: extra settings to record in the results.
         compile: fill the gradients with compiled steps (:class:`pc_common.CompiledStep`; the same gradients).
+        adapt_step: PC halves γ after an epoch in which the energy rose during inference (see :func:`pc_common.fit`).
 
     Returns:
         ``{"bp": {...}, "pc": {...}}``, each with ``test_accuracy`` and ``val_accuracy`` (mean, std, per seed, at
@@ -123,7 +129,7 @@ def compare(
         models, runs = train_rules(lambda: build().to(device), data, {"bp": None, "pc": pc}, seed=seed, epochs=epochs,
                                    lr=lr, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
                                    schedule=schedule, max_batches=max_batches, progress=progress,
-                                   compile=compile)
+                                   compile=compile, adapt_step=adapt_step)
         for rule in RULES:
             histories[rule].append(runs[rule])
     shared = {
@@ -137,7 +143,8 @@ def compare(
         params = {**shared, "lr": lr[rule]}
         if rule == "pc":
             params.update(T=pc.T, inference_lr=pc.inference_lr, momentum=pc.momentum,
-                          output_precision=pc.output_precision, fixed_prediction=pc.fixed_prediction)
+                          output_precision=pc.output_precision, fixed_prediction=pc.fixed_prediction,
+                          adapt_step=adapt_step)
         results[rule] = {
             "test_accuracy": summarise([h.best["test_accuracy"] for h in runs]),
             "val_accuracy": summarise([h.best["val_accuracy"] for h in runs]),
@@ -194,6 +201,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--text-chars", type=cli.non_negative_int, default=200_000,
                    help="shakespeare: size of the text slice (0: all)")
     p.add_argument("--fixed-prediction", action="store_true", help="PC with predictions frozen (exact BP at γ=1)")
+    p.add_argument("--fixed-step", dest="adapt_step", action="store_false",
+                   help="keep γ fixed (by default PC halves γ after an epoch in which the energy rose in inference)")
     p.add_argument("--output-precision", type=cli.positive_float, default=defaults.output_precision,
                    help="β of the output term")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=OPTIMIZER, help="weight optimizer (both rules)")
@@ -255,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
         weight_decay=args.weight_decay, schedule=SCHEDULES[args.schedule],
         max_batches=args.max_batches,
         progress=cli.show_progress(args.progress) and main_process, hyperparameters=recorded,
-        compile=args.compile == "on",
+        compile=args.compile == "on", adapt_step=args.adapt_step,
     )
     distributed.finish()
     if main_process:

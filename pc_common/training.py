@@ -11,7 +11,7 @@ import copy
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -82,15 +82,22 @@ class DivergenceGuard:
     * a batch's training loss exceeds ``jump`` times its running average (an exponential average over batches);
     * an epoch's training loss exceeds twice the first epoch's.
 
+    With ``adapt_step`` the guard also acts on the first sign: after an epoch in which the energy rose during
+    inference, it halves γ for the epochs that follow (``self.pc`` is the setting to use next). The bound 2 / λ_max
+    falls as the weights grow and cannot be known before training; halving on an observed rise is a backtracking
+    rule for it, and a run that never crosses the bound is left exactly as it was.
+
     Args:
         rule, pc, lr: the run's settings, quoted in the warning.
         device: where the batch losses live.
+        adapt_step: halve γ after an epoch with an energy rise (PC's standard inference only).
     """
 
     def __init__(self, rule: str, pc: PCConfig, lr: float | None, device, rise_tol: float = 1e-3,
-                 jump: float = 10.0):
+                 jump: float = 10.0, adapt_step: bool = False):
         self.rule, self.pc, self.lr, self.rise_tol, self.jump = rule, pc, lr, rise_tol, jump
         self.device, self.warned, self.first_loss = device, False, None
+        self.adapt_step = adapt_step and rule == "pc" and not pc.fixed_prediction
 
     def start_epoch(self) -> None:
         # rises, jumps, first rising batch, first jumping batch (−1: none), and the running loss level
@@ -119,7 +126,11 @@ class DivergenceGuard:
 
     def end_epoch(self, epoch: int, train_loss: float, history: History) -> None:
         """Read the epoch's signs, record them in ``history.alarms`` and warn (once per run)."""
-        rises, jumps, first_rise, first_jump = self.flags.tolist()
+        first_rise, first_jump = self.flags[2:].tolist()
+        # Counted over all processes under torchrun, so that every process halves γ at the same epoch.
+        counts = torch.cat([self.flags[:2], self.flags.new_tensor([self.batches])])
+        rises, jumps, batches = distributed.all_sum(counts).tolist()
+        self.batches = int(batches)
         if self.first_loss is None:
             self.first_loss = train_loss
         grew = not train_loss <= 2 * self.first_loss  # also catches NaN
@@ -136,15 +147,22 @@ class DivergenceGuard:
         if grew:
             signs.append(f"the epoch's training loss {train_loss:.4g} is over twice the first epoch's "
                          f"({self.first_loss:.4g})")
-        advice = "a smaller weight learning rate α" + (f" (lr={self.lr:g})" if self.lr else "")
+        lr_advice = "a smaller weight learning rate α" + (f" (lr={self.lr:g})" if self.lr else "")
+        advice = lr_advice
         if self.rule == "pc":
             advice = (f"a smaller neuron step γ (inference_lr={self.pc.inference_lr:g}: the energy falls at every "
-                      f"step only while γ < 2/λ_max, and λ_max grows with the weights) or " + advice)
+                      f"step only while γ < 2/λ_max, and λ_max grows with the weights) or " + lr_advice)
         message = f"{self.rule.upper()} training may be diverging at epoch {epoch}: {'; '.join(signs)}. Try {advice}."
-        history.alarms.append({"epoch": epoch, "batches": self.batches, "energy_rises": int(rises),
-                               "first_rising_batch": int(first_rise),
-                               "loss_jumps": int(jumps), "loss_grew": grew, "message": message})
-        if not self.warned and distributed.is_main():  # under torchrun, rank 0 (watching its share) speaks
+        alarm = {"epoch": epoch, "batches": self.batches, "energy_rises": int(rises),
+                 "first_rising_batch": int(first_rise), "loss_jumps": int(jumps), "loss_grew": grew}
+        if self.adapt_step and rises:
+            self.pc = replace(self.pc, inference_lr=self.pc.inference_lr / 2)
+            alarm["next_inference_lr"] = self.pc.inference_lr
+            message = (f"{self.rule.upper()} inference crossed its stability bound at epoch {epoch}: "
+                       f"{'; '.join(signs)}. γ is halved to {self.pc.inference_lr:g} from the next epoch on "
+                       f"(adapt_step); if the loss still grows, try {lr_advice}.")
+        history.alarms.append({**alarm, "message": message})
+        if not self.warned and distributed.is_main():  # under torchrun, rank 0 speaks for all
             self.warned = True
             warnings.warn(message, RuntimeWarning, stacklevel=3)
 
@@ -266,6 +284,7 @@ def fit(
     on_epoch: Callable[[nn.Module], dict[str, float]] | None = None,
     splits: tuple[str, ...] = ("val", "test"),
     compile: bool = False,
+    adapt_step: bool = False,
 ) -> History:
     """Train ``model`` with BP or PC, evaluate on validation and test after every epoch, keep the best on validation.
 
@@ -295,6 +314,8 @@ def fit(
         splits: the splits evaluated after every epoch; ``("val",)`` for a sweep that must never see the test set.
         compile: fill ``.grad`` with a compiled step (:class:`~pc_common.compiled.CompiledStep`, the same gradients;
             the first batch pays the compilation, and an epoch's ``seconds`` include it).
+        adapt_step: PC: halve γ after every epoch in which the energy rose during inference (see
+            :class:`DivergenceGuard`); each epoch's γ is recorded as ``inference_lr``.
 
     Returns:
         the :class:`History`.
@@ -317,7 +338,7 @@ def fit(
     # Incremental PC steps the weights inside inference, between the evaluations: it has no compiled step.
     step = CompiledStep(model, rule, loss, pc) if compile and not (rule == "pc" and pc.incremental) else None
     history = History(rule, selection="val_accuracy" if classify else "val_loss")
-    guard = DivergenceGuard(rule, pc, lr if named else None, data.train.x.device)
+    guard = DivergenceGuard(rule, pc, lr if named else None, data.train.x.device, adapt_step=adapt_step)
     best_state, best_score = None, None
     model.train()
     for epoch in tqdm(range(epochs), desc=f"{rule.upper()} epochs", disable=not progress):
@@ -345,8 +366,11 @@ def fit(
         if classify:
             record["train_accuracy"] = correct / n
         if rule == "pc":
-            record["energy"] = energy / n
+            record.update(energy=energy / n, inference_lr=pc.inference_lr)
         guard.end_epoch(epoch + 1, record["train_loss"], history)
+        if guard.pc is not pc:  # adapt_step halved γ: the next epochs relax with the new step
+            pc = guard.pc
+            step = CompiledStep(model, rule, loss, pc) if step is not None else None
         if on_epoch is not None:
             record.update(on_epoch(model))
         distributed.broadcast(model.buffers())  # e.g. BatchNorm statistics: evaluate rank 0's model everywhere

@@ -157,6 +157,9 @@ QUOTES = [
     ("classification/results/comparison_mlp-50epochs_fashion-mnist.json",
      "raised an alarm | {pct('bp/test_accuracy/mean'):.2f} ± {pct('bp/test_accuracy/std'):.2f}; {v('bp/alarms'):d}"
      " | {pct('pc/test_accuracy/mean'):.2f} ± {pct('pc/test_accuracy/std'):.2f}; {v('pc/alarms'):d} |"),
+    ("classification/results/comparison_mlp-50epochs-beta0.1_fashion-mnist.json",
+     "α = 3e-3): test accuracy (%); alarm epochs | {pct('bp/test_accuracy/mean'):.2f} ± {pct('bp/test_accuracy/std'):.2f};"
+     " {v('bp/alarms'):d} | {pct('pc/test_accuracy/mean'):.2f} ± {pct('pc/test_accuracy/std'):.2f}; {v('pc/alarms'):d} |"),
     ("classification/results/comparison_mlp_fashion-mnist.json",
      "5 seeds: test accuracy at the best-validation epoch (%) | {pct('bp/test_accuracy/mean'):.2f} ± "
      "{pct('bp/test_accuracy/std'):.2f} | {pct('pc/test_accuracy/mean'):.2f} ± {pct('pc/test_accuracy/std'):.2f} |"),

@@ -124,6 +124,32 @@ def test_guard_flags_inference_steps_beyond_the_curvature_bound(factor, diverges
         assert not alarms and history.alarms == []
 
 
+def test_adapt_step_halves_the_neuron_step_until_inference_is_stable_again():
+    """With the weights frozen, F is the same quadratic in every batch, and descent on it is stable iff
+    γ λ_max < 2. Starting at γ = 2.6 / λ_max, adapt_step must flag the first epoch, halve γ to 1.3 / λ_max, and
+    leave the later epochs without an alarm and at that γ. Only the alarms and the γ of each epoch change: the
+    run is otherwise the same as without adaptation."""
+    from pc_common.diagnostics import energy_curvature
+
+    model = make_mlp(sizes=(12, 10, 8, 5), activation=nn.Identity, seed=4)
+    data = _linear_splits()
+    x, y = next(iter(data.val))
+    lam = energy_curvature(model, x, y, iters=500)
+    gamma = 2.6 / lam
+    config = pc.PCConfig(T=40, inference_lr=gamma, max_energy_rise=math.inf)
+    frozen = lambda params: torch.optim.SGD(params, lr=0.0)  # noqa: E731
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = pc.fit(model, data, "pc", epochs=3, optimizer=frozen, loss="mse", pc=config, classify=False,
+                         progress=False, adapt_step=True)
+    messages = [str(w.message) for w in caught if "stability bound" in str(w.message)]
+    assert len(messages) == 1 and "halved" in messages[0]
+    assert [a["epoch"] for a in history.alarms] == [1]
+    assert history.alarms[0]["energy_rises"] == len(data.train)
+    assert history.alarms[0]["next_inference_lr"] == pytest.approx(gamma / 2, rel=1e-15)
+    assert history.series("inference_lr") == pytest.approx([gamma, gamma / 2, gamma / 2], rel=1e-15)
+
+
 def test_guard_flags_a_blow_up_of_the_training_loss():
     """A weight step far too large makes the loss explode (SGD at α = 3 on this network): the guard reports the
     jump over the running level and the epoch loss above twice the first epoch's, for BP as for PC."""
