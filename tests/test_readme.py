@@ -160,6 +160,15 @@ QUOTES = [
     ("classification/results/comparison_mlp-50epochs-beta0.1_fashion-mnist.json",
      "α = 3e-3): test accuracy (%); alarm epochs | {pct('bp/test_accuracy/mean'):.2f} ± {pct('bp/test_accuracy/std'):.2f};"
      " {v('bp/alarms'):d} | {pct('pc/test_accuracy/mean'):.2f} ± {pct('pc/test_accuracy/std'):.2f}; {v('pc/alarms'):d} |"),
+    ("classification/results/comparison_mlp-width512-fixedstep_fashion-mnist.json",
+     "width 512, γ fixed: test accuracy (%); alarm epochs | {pct('bp/test_accuracy/mean'):.2f}; {v('bp/alarms'):d}"
+     " | {pct('pc/test_accuracy/mean'):.2f}; {v('pc/alarms'):d} |"),
+    ("classification/results/comparison_mlp-width512_fashion-mnist.json",
+     "rose: 9 and 12) | {pct('bp/test_accuracy/mean'):.2f}; {v('bp/alarms'):d}"
+     " | {pct('pc/test_accuracy/mean'):.2f}; {v('pc/alarms'):d} |"),
+    ("classification/results/comparison_mlp-batch32_fashion-mnist.json",
+     "1,719 batches an epoch): test accuracy (%); alarm epochs | {pct('bp/test_accuracy/mean'):.2f};"
+     " {v('bp/alarms'):d} | {pct('pc/test_accuracy/mean'):.2f}; {v('pc/alarms'):d} |"),
     ("classification/results/comparison_mlp_fashion-mnist.json",
      "5 seeds: test accuracy at the best-validation epoch (%) | {pct('bp/test_accuracy/mean'):.2f} ± "
      "{pct('bp/test_accuracy/std'):.2f} | {pct('pc/test_accuracy/mean'):.2f} ± {pct('pc/test_accuracy/std'):.2f} |"),
