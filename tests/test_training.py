@@ -127,8 +127,7 @@ def test_guard_flags_inference_steps_beyond_the_curvature_bound(factor, diverges
 def test_adapt_step_halves_the_neuron_step_until_inference_is_stable_again():
     """With the weights frozen, F is the same quadratic in every batch, and descent on it is stable iff
     γ λ_max < 2. Starting at γ = 2.6 / λ_max, adapt_step must flag the first epoch, halve γ to 1.3 / λ_max, and
-    leave the later epochs without an alarm and at that γ. Only the alarms and the γ of each epoch change: the
-    run is otherwise the same as without adaptation."""
+    leave the later epochs without an alarm and at that γ."""
     from pc_common.diagnostics import energy_curvature
 
     model = make_mlp(sizes=(12, 10, 8, 5), activation=nn.Identity, seed=4)
