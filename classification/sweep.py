@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from classification.compare import OPTIMIZER, SCHEDULE, WEIGHT_DECAY
+from classification.compare import OPTIMIZER, PC_SETTINGS, SCHEDULE, WEIGHT_DECAY
 from classification.diagnose import probe_batch
 from classification.models import mlp
 from pc_common import DATASETS, PCConfig, cli, fit, load_dataset, pick_device, seed_everything
@@ -35,12 +35,27 @@ GRID = {
     "bp": {"lr": (3e-4, 1e-3, 3e-3)},
     "pc": {"output_precision": (1.0, 0.1, 0.01), "lr": (1e-3, 3e-4, 3e-3), "inference_lr": (0.05, 0.1), "T": (8,)},
 }
+# The optimizer control: the same choice for plain SGD and SGD with momentum 0.9, with α on grids of their own (SGD
+# applies each update at the size the gradient has, so its useful α are 10–1000× Adam's; momentum 0.9 multiplies the
+# step by about 10). PC keeps the inference settings chosen under AdamW (compare.PC_SETTINGS); only α is swept.
+SGD_LEARNING_RATES = {"sgd": (0.01, 0.03, 0.1, 0.3, 1.0), "sgdm": (0.001, 0.003, 0.01, 0.03, 0.1)}
+
+
+def optimizer_grid(optimizer: str, pc: PCConfig = PC_SETTINGS) -> dict:
+    """The grid of the optimizer control: α for both rules, PC at the inference settings ``pc``."""
+    if optimizer not in SGD_LEARNING_RATES:
+        return GRID
+    lr = SGD_LEARNING_RATES[optimizer]
+    return {"bp": {"lr": lr}, "pc": {"output_precision": (pc.output_precision,), "lr": lr,
+                                     "inference_lr": (pc.inference_lr,), "T": (pc.T,)}}
+
+
 # The choice keeps a margin below the neuron step's stability bound γλ_max < 2: the curvature grows as the weights
 # grow, so a setting that ends a 25-epoch sweep at the bound crosses it in a longer run or at a larger α.
 STABILITY_MARGIN = 1.5
 
 
-def choose(results: dict, margin: float = STABILITY_MARGIN) -> dict:
+def choose(results: dict, margin: float = STABILITY_MARGIN, grid: dict = GRID) -> dict:
     """Per rule, the settings of the most accurate stable grid point on validation.
 
     Stable: the divergence guard raised no alarm, and (PC) γ·λ_max stayed at or below ``margin`` in every epoch.
@@ -48,12 +63,13 @@ def choose(results: dict, margin: float = STABILITY_MARGIN) -> dict:
     Args:
         results: a sweep (the JSON written by :func:`sweep`).
         margin: the largest γ·λ_max accepted.
+        grid: the grid the sweep ran (its axes are the settings returned).
 
     Returns:
         ``{rule: {setting: value, …}}`` with the grid's settings of the chosen point of each rule.
     """
     chosen = {}
-    for rule, axes in GRID.items():
+    for rule, axes in grid.items():
         stable = [r for r in results["runs"] if r["rule"] == rule and not r["alarms"]
                   and max(r.get("gamma_lambda", [0.0])) <= margin]
         if not stable:
@@ -71,8 +87,10 @@ def points(grid: dict = GRID):
 
 
 def sweep(dataset: str = "fashion-mnist", epochs: int = 25, seed: int = 0, loss: str = "mse", device=None,
-          max_batches=None, grid: dict = GRID, only: list[int] | None = None, progress: bool = True) -> dict:
-    """Train every grid point once (seed ``seed``) and keep its validation curve.
+          max_batches=None, grid: dict = GRID, only: list[int] | None = None, progress: bool = True,
+          optimizer: str = OPTIMIZER, compile: bool = False) -> dict:
+    """Train every grid point once (seed ``seed``) with the weight optimizer ``optimizer`` and keep its validation
+    curve (``compile``: compiled steps, the same gradients).
 
     Returns:
         ``{"setting": {...}, "runs": [{"rule", settings…, "val_accuracy": [...], "best_val_accuracy",
@@ -92,10 +110,10 @@ def sweep(dataset: str = "fashion-mnist", epochs: int = 25, seed: int = 0, loss:
         data.train.generator = torch.Generator().manual_seed(seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # alarms are recorded below
-            history = fit(copy.deepcopy(initial), data, rule, epochs=epochs, optimizer=OPTIMIZER, lr=lr,
+            history = fit(copy.deepcopy(initial), data, rule, epochs=epochs, optimizer=optimizer, lr=lr,
                           weight_decay=WEIGHT_DECAY, schedule=SCHEDULE, loss=loss, pc=config,
                           max_batches=max_batches, progress=progress, on_epoch=curvature,
-                          splits=("val",))
+                          splits=("val",), compile=compile)
         runs.append({
             "rule": rule, **settings,
             "val_accuracy": history.series("val_accuracy"), "train_loss": history.series("train_loss"),
@@ -106,7 +124,7 @@ def sweep(dataset: str = "fashion-mnist", epochs: int = 25, seed: int = 0, loss:
         tqdm.write(f"{rule} {settings}: best validation accuracy {100 * runs[-1]['best_val_accuracy']:.2f} % "
                    f"(epoch {runs[-1]['best_epoch']}), alarms in {len(history.alarms)} epochs")
     return {"setting": {"dataset": dataset, "epochs": epochs, "seed": seed, "loss": loss, "batch_size": 128,
-                        "model": "MLP 784-128-128-128-10", "optimizer": OPTIMIZER, "weight_decay": WEIGHT_DECAY,
+                        "model": "MLP 784-128-128-128-10", "optimizer": optimizer, "weight_decay": WEIGHT_DECAY,
                         "schedule": SCHEDULE, "score": "best validation accuracy over the epochs",
                         "test": "never computed"}, "runs": runs}
 
@@ -119,6 +137,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--loss", choices=("mse", "ce"), default="mse", help="output loss")
     p.add_argument("--device", type=cli.device, default="auto",
                    help="auto (cuda when available, else cpu), cpu, cuda:1, …")
+    p.add_argument("--optimizer", choices=("adamw", *SGD_LEARNING_RATES), default=OPTIMIZER,
+                   help="weight optimizer (both rules); sgd and sgdm sweep α only (the optimizer control)")
+    p.add_argument("--compile", action="store_true", help="compiled steps (the same gradients, faster)")
     p.add_argument("--max-batches", type=cli.positive_int, default=None, help="batches per epoch (smoke tests)")
     p.add_argument("--only", type=cli.non_negative_int, nargs="+", default=None,
                    help="run these grid points only (indices, BP first); merge the JSON files with --merge")
@@ -126,17 +147,19 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     cli.add_progress_option(p)
     args = p.parse_args(argv)
+    grid = optimizer_grid(args.optimizer)
     if args.merge:
         parts = [json.loads(f.read_text()) for f in args.merge]
         results = {"setting": parts[0]["setting"], "runs": [r for part in parts for r in part["runs"]]}
     else:
         results = sweep(args.dataset, args.epochs, args.seed, args.loss, args.device, args.max_batches,
-                        only=args.only, progress=cli.show_progress(args.progress))
+                        grid=grid, only=args.only, progress=cli.show_progress(args.progress),
+                        optimizer=args.optimizer, compile=args.compile)
     if args.json:
         write_json(args.json, results)
     if not args.only:
         try:
-            print(f"chosen (stable: no alarm, γλ_max ≤ {STABILITY_MARGIN}): {choose(results)}")
+            print(f"chosen (stable: no alarm, γλ_max ≤ {STABILITY_MARGIN}): {choose(results, grid=grid)}")
         except ValueError as error:  # a smoke run of a few batches may have no stable point of a rule
             print(f"nothing chosen: {error}")
     return results

@@ -26,12 +26,19 @@ from .utils import seed_everything
 
 RULES = ("bp", "pc")
 # Weight optimizers by name; both rules get the same one. "sgd" is plain SGD: it applies each update at the size
-# the gradient has, where Adam rescales every parameter's update to about α.
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+# the gradient has, where Adam rescales every parameter's update to about α. "sgdm" is SGD with heavy-ball momentum
+# 0.9 (v ← 0.9 v + g, Θ ← Θ − α v): it averages updates over time but, like SGD, keeps their size.
+OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "sgdm": lambda params, **kw: torch.optim.SGD(params, momentum=0.9, **kw),
+}
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """The weight optimizer ``name`` (``adam``, ``adamw`` with decoupled weight decay, or plain ``sgd``)."""
+    """The weight optimizer ``name`` (``adam``, ``adamw`` with decoupled weight decay, plain ``sgd``, or ``sgdm``,
+    SGD with momentum 0.9)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
     return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,18 @@ def test_plotting_cells_have_images(path):
         if not any("image/png" in out.get("data", {}) for out in cell.get("outputs", [])):
             missing.append(f"cell {number}: {source.splitlines()[0][:60]}")
     assert not missing, f"{path}: figures not embedded (run `make run`): {missing}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS)
+def test_kernelspec_is_the_installed_kernel(path):
+    """Each notebook names the kernel that ``make`` installs (ipykernel's ``python3``) by its own display name.
+
+    Why: JupyterLab rewrites a notebook whose kernelspec differs from the kernel it starts, so a reader who only
+    opens a notebook would otherwise get a changed file (and a dirty ``git status``) from autosave. The oracle is the
+    kernel.json that ipykernel installed into this environment.
+    """
+    installed = json.loads((Path(sys.prefix) / "share/jupyter/kernels/python3/kernel.json").read_text())
+    spec = json.loads((ROOT / path).read_text(encoding="utf-8"))["metadata"]["kernelspec"]
+    assert spec["name"] == "python3"
+    assert spec["display_name"] == installed["display_name"]
+    assert spec["language"] == installed["language"]
