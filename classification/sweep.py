@@ -79,6 +79,25 @@ def choose(results: dict, margin: float = STABILITY_MARGIN, grid: dict = GRID) -
     return chosen
 
 
+def bound_contingency(runs: list[dict], bound: float = 2.0) -> dict[str, int]:
+    """How well the curvature bound predicted the divergence guard, over the PC runs of sweeps.
+
+    A run is "past" the bound when its largest γ·λ_max over the epochs exceeds ``bound`` (λ_max measured on a probe
+    batch at the feed-forward state, so an estimate of the curvature the inference steps met), and "alarmed" when
+    the guard saw the energy rise during inference in at least one epoch.
+
+    Returns:
+        the four counts ``{"past, alarm", "past, no alarm", "below, alarm", "below, no alarm"}``.
+    """
+    counts = dict.fromkeys(("past, alarm", "past, no alarm", "below, alarm", "below, no alarm"), 0)
+    for r in runs:
+        if r["rule"] != "pc":
+            continue
+        side = "past" if max(r["gamma_lambda"]) > bound else "below"
+        counts[f"{side}, {'alarm' if r['alarms'] else 'no alarm'}"] += 1
+    return counts
+
+
 def points(grid: dict = GRID):
     """Every (rule, settings) of the grid, BP first."""
     for rule, axes in grid.items():

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from classification import compare
-from classification.sweep import GRID, STABILITY_MARGIN, choose
+from classification.sweep import GRID, STABILITY_MARGIN, bound_contingency, choose
 
 RESULTS = Path(__file__).resolve().parents[1] / "classification" / "results"
 
@@ -51,3 +51,17 @@ def test_compare_defaults_are_the_committed_sweeps_choice(loss, tag):
     pc = compare.PC_SETTINGS
     assert (pc.output_precision, pc.inference_lr, pc.T) == (
         chosen["pc"]["output_precision"], chosen["pc"]["inference_lr"], chosen["pc"]["T"])
+
+
+def test_bound_contingency_counts_each_pc_run_once():
+    """Each PC run lands in one cell by its largest γλ_max (past 2 or not) and whether the guard alarmed; BP runs,
+    which have no neuron step, are not counted. Worked by hand on five runs."""
+    runs = [
+        run("bp", 0.8),
+        run("pc", 0.9, gamma_lambda=[1.0, 2.5], alarms=[{"epoch": 2}]),  # past, alarm
+        run("pc", 0.9, gamma_lambda=[2.1]),  # past, no alarm
+        run("pc", 0.9, gamma_lambda=[1.9], alarms=[{"epoch": 1}]),  # below, alarm
+        run("pc", 0.9, gamma_lambda=[2.0]),  # at the bound is not past it
+    ]
+    assert bound_contingency(runs) == {"past, alarm": 1, "past, no alarm": 1, "below, alarm": 1,
+                                       "below, no alarm": 1}
