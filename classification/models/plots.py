@@ -57,3 +57,51 @@ def plot_diagnosis(results: dict, title: str = ""):
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
+
+
+def plot_regime(results: dict, state: str = "initial", title: str = ""):
+    """What PC computes against T (``classification/regime.py``): per weight matrix, the size ratio ‖g_PC‖/‖g_BP‖
+    beside the first-order law C(T, k) γ^k and the cosine; the energy F(t)/F(0) on a zero-based axis; and the share
+    of F's possible fall reached after T steps. One line style per step size γ.
+
+    Args:
+        results: the JSON written by ``classification/regime.py``.
+        state: the network state probed (``"initial"`` or the trained state's name).
+        title: figure title.
+
+    Returns:
+        the matplotlib figure (1 × 4 panels).
+    """
+    layers = results["setting"]["layers"]
+    runs = {k.split(", ")[1]: r for k, r in results["states"].items() if k.split(", ")[0] == state}
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
+    colors = plt.get_cmap("viridis")
+    styles = ("-", "--")
+    for (name, r), ls in zip(runs.items(), styles):
+        T = np.array(r["T"])
+        ratio, law, cos = (np.array(r[key]) for key in ("ratio", "law", "cosine"))
+        for i in range(len(layers)):
+            c = colors(i / max(len(layers) - 1, 1))
+            label = f"W{i + 1} ({len(layers) - 1 - i} below the output)" if ls == "-" else None
+            axes[0].loglog(T, ratio[:, i], ls, marker="o", ms=3, color=c, label=label)
+            axes[0].loglog(T, np.clip(law[:, i], 1e-6, None), ":", color=c, lw=1)
+            axes[1].semilogx(T, cos[:, i], ls, marker="o", ms=3, color=c)
+        for T_shown in (results["setting"]["training"]["T"], T[-1]):
+            trace = r["energy"][list(T).index(T_shown)]
+            axes[2].plot(np.arange(len(trace)), trace, ls, label=f"γ = {r['gamma']}, T = {T_shown}")
+        axes[3].semilogx(T, r["share_of_fall"], ls, marker="o", ms=3, color="k", label=f"γ = {r['gamma']} ({name})")
+    axes[0].set(ylim=(1e-4, 2), xlabel="inference steps T", ylabel="‖g_PC‖ / ‖g_BP‖ (log)",
+                title="Size of PC's update per layer\n(dotted: first-order law C(T,k)γᵏ)")
+    axes[1].set(ylim=(0.9, 1.001), xlabel="inference steps T", ylabel="cos(g_PC, g_BP)", title="Direction per layer")
+    axes[2].set(ylim=(0, 1.05), xscale="symlog", xlabel="inference step t", ylabel="F(t) / F(0)",
+                title="Energy during inference (axis from 0)")
+    axes[3].set(ylim=(0, 1.05), xlabel="inference steps T", ylabel="(F(0) − F(T)) / (F(0) − F*)",
+                title="Share of the energy's possible fall")
+    axes[0].legend(fontsize=7, title="solid: γ of training; dashed: near-equilibrium γ", title_fontsize=7)
+    axes[2].legend(fontsize=7, loc="lower left")
+    axes[3].legend(fontsize=7)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
