@@ -23,6 +23,7 @@ Adding a model is one entry in :data:`MODELS` (a builder from the dataset's inpu
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -131,30 +132,63 @@ def compare(
                                    schedule=schedule, max_batches=max_batches, progress=progress,
                                    compile=compile, adapt_step=adapt_step)
         for rule in RULES:
-            histories[rule].append(runs[rule])
+            histories[rule].append(runs[rule].to_dict())
     shared = {
         "dataset": data.name, "device": str(device), "epochs": epochs, "seeds": list(seeds),
         "batch_size": data.train.batch_size, "loss": loss, "optimizer": optimizer,
         "weight_decay": weight_decay, "schedule": schedule,
         "parameters": sum(p.numel() for p in models["bp"].parameters()), **(hyperparameters or {}),
     }
+    pc_settings = dict(T=pc.T, inference_lr=pc.inference_lr, momentum=pc.momentum,
+                       output_precision=pc.output_precision, fixed_prediction=pc.fixed_prediction,
+                       adapt_step=adapt_step)
+    return collect(histories, {rule: {**shared, "lr": lr[rule], **(pc_settings if rule == "pc" else {})}
+                               for rule in RULES})
+
+
+def collect(histories: dict[str, list[dict]], hyperparameters: dict[str, dict]) -> dict:
+    """The results of a comparison from each rule's run histories (``History.to_dict()``, one per seed).
+
+    Returns:
+        ``{rule: {"test_accuracy", "val_accuracy" (mean, std, per seed, at the best-validation epoch),
+        "best_epoch", "epoch_seconds" (median), "alarms", "history", "hyperparameters"}}``.
+    """
     results = {}
     for rule, runs in histories.items():
-        params = {**shared, "lr": lr[rule]}
-        if rule == "pc":
-            params.update(T=pc.T, inference_lr=pc.inference_lr, momentum=pc.momentum,
-                          output_precision=pc.output_precision, fixed_prediction=pc.fixed_prediction,
-                          adapt_step=adapt_step)
+        best = [h["epochs"][h["best_epoch"]] for h in runs]
         results[rule] = {
-            "test_accuracy": summarise([h.best["test_accuracy"] for h in runs]),
-            "val_accuracy": summarise([h.best["val_accuracy"] for h in runs]),
-            "best_epoch": [h.best_epoch + 1 for h in runs],
-            "epoch_seconds": statistics.median(e["seconds"] for h in runs for e in h.epochs),
-            "alarms": sum(len(h.alarms) for h in runs),
-            "history": [h.to_dict() for h in runs],
-            "hyperparameters": params,
+            "test_accuracy": summarise([b["test_accuracy"] for b in best]),
+            "val_accuracy": summarise([b["val_accuracy"] for b in best]),
+            "best_epoch": [h["best_epoch"] + 1 for h in runs],
+            "epoch_seconds": statistics.median(e["seconds"] for h in runs for e in h["epochs"]),
+            "alarms": sum(len(h["alarms"]) for h in runs),
+            "history": runs,
+            "hyperparameters": hyperparameters[rule],
         }
     return results
+
+
+def merge(parts: list[dict]) -> dict:
+    """One comparison from several run on disjoint seeds with the same settings (e.g. one process per seed).
+
+    Raises:
+        ValueError: when the parts differ in any setting other than their seeds, or share a seed.
+    """
+    def settings(part, rule):
+        return {k: v for k, v in part[rule]["hyperparameters"].items() if k not in ("seeds", "device")}
+
+    for part in parts[1:]:
+        for rule in RULES:
+            if settings(part, rule) != settings(parts[0], rule):
+                raise ValueError(f"cannot merge runs of different settings ({rule}): "
+                                 f"{settings(parts[0], rule)} vs {settings(part, rule)}")
+    seeds = [s for part in parts for s in part["bp"]["hyperparameters"]["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"the parts share seeds: {seeds}")
+    order = sorted(range(len(seeds)), key=seeds.__getitem__)
+    histories = {rule: [h for part in parts for h in part[rule]["history"]] for rule in RULES}
+    return collect({rule: [runs[i] for i in order] for rule, runs in histories.items()},
+                   {rule: {**parts[0][rule]["hyperparameters"], "seeds": sorted(seeds)} for rule in RULES})
 
 
 def table(results: dict) -> str:
@@ -180,7 +214,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", choices=sorted(MODELS), default="mlp", help="network")
     p.add_argument("--dataset", choices=DATASETS, default=EMBEDDED, help="images to classify")
     p.add_argument("--epochs", type=cli.positive_int, default=10, help="passes over the training split")
-    p.add_argument("--seeds", type=cli.positive_int, default=3, help="number of seeds (0 … S−1)")
+    p.add_argument("--seeds", type=cli.positive_int, default=3, help="number of seeds (F … F+S−1)")
+    p.add_argument("--first-seed", type=cli.non_negative_int, default=0,
+                   help="F, the first seed (one process per seed: merge the files with --merge)")
+    p.add_argument("--merge", type=Path, nargs="+", default=None,
+                   help="merge result files of the same settings on disjoint seeds into --json (nothing is trained)")
     p.add_argument("--T", type=cli.non_negative_int, default=defaults.T, help="PC inference steps")
     p.add_argument("--inference-lr", type=cli.positive_float, default=defaults.inference_lr,
                    help="γ, the neuron step size")
@@ -235,6 +273,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.merge:
+        results = merge([json.loads(f.read_text()) for f in args.merge])
+        print(table(results))
+        if args.json:
+            write_json(args.json, results)
+        return results
     device = distributed.init(args.device)  # joins torchrun's process group, if launched by torchrun
     text = args.task == TASK
     try:
@@ -249,7 +293,7 @@ def main(argv: list[str] | None = None) -> dict:
     main_process = distributed.is_main()  # only rank 0 prints and writes
     if main_process:
         print(f"{args.model} on {data.name} ({device}, {distributed.world_size()} process(es)), {args.epochs} epochs, "
-              f"seeds 0…{args.seeds - 1}, T={pc.T}, γ={pc.inference_lr}, momentum={pc.momentum}, "
+              f"seeds {args.first_seed}…{args.first_seed + args.seeds - 1}, T={pc.T}, γ={pc.inference_lr}, momentum={pc.momentum}, "
               f"β={pc.output_precision}; {args.optimizer} α: BP {args.lr_bp:g}, PC {args.lr_pc:g}, {args.schedule}",
               file=sys.stderr)
     recorded = {"model": args.model, "activation": args.act, "task": args.task, "processes": distributed.world_size(),
@@ -259,7 +303,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.model in ("rnn", "lstm"):
         recorded.update(hidden=args.hidden, **({"seq_len": args.seq_len, "text_chars": args.text_chars} if text else {}))
     results = compare(
-        lambda: MODELS[args.model](data, args), data, seeds=list(range(args.seeds)), epochs=args.epochs,
+        lambda: MODELS[args.model](data, args), data, seeds=list(range(args.first_seed, args.first_seed + args.seeds)),
+        epochs=args.epochs,
         lr={"bp": args.lr_bp, "pc": args.lr_pc}, loss=args.loss, pc=pc, optimizer=args.optimizer,
         weight_decay=args.weight_decay, schedule=SCHEDULES[args.schedule],
         max_batches=args.max_batches,

@@ -111,6 +111,30 @@ def test_cli_smoke_on_mnist5k(tmp_path):
     assert results["pc"]["hyperparameters"]["T"] == 2
 
 
+def test_runs_per_seed_merge_into_the_run_of_all_seeds(tmp_path):
+    """Seeds 0 and 1 run as two processes (--first-seed) and merged (--merge) give the same accuracies, best epochs
+    and settings as one run of both seeds: a long comparison can be split per seed, so a stopped job loses at most one
+    seed. Merging refuses parts of different settings."""
+    common = ["--model", "mlp", "--dataset", "mnist-5k", "--epochs", "2", "--T", "2", "--max-batches", "2",
+              "--device", "cpu", "--no-progress", "--no-compile"]
+    torch.set_num_threads(1)
+    whole = compare.main([*common, "--seeds", "2", "--json", str(tmp_path / "whole.json")])
+    for seed in (1, 0):
+        compare.main([*common, "--seeds", "1", "--first-seed", str(seed), "--json", str(tmp_path / f"s{seed}.json")])
+    merged = compare.main(["--merge", str(tmp_path / "s1.json"), str(tmp_path / "s0.json"),
+                           "--json", str(tmp_path / "merged.json")])
+    for rule in ("bp", "pc"):
+        for key in ("test_accuracy", "val_accuracy", "best_epoch", "hyperparameters"):
+            assert merged[rule][key] == whole[rule][key], (rule, key)
+    other = compare.main([*common, "--seeds", "1", "--first-seed", "2", "--lr-pc", "1e-2",
+                          "--json", str(tmp_path / "other.json")])
+    assert other["pc"]["hyperparameters"]["lr"] == 1e-2
+    with pytest.raises(ValueError, match="different settings"):
+        compare.merge([json.loads((tmp_path / "s0.json").read_text()), other])
+    with pytest.raises(ValueError, match="share seeds"):
+        compare.merge([json.loads((tmp_path / "s0.json").read_text())] * 2)
+
+
 def test_cli_without_network_fails_with_the_clear_error(tmp_path, monkeypatch, capsys):
     """A dataset neither on disk nor downloadable ends in the DatasetUnavailableError message naming mnist-5k.
 
