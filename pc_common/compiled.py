@@ -9,14 +9,22 @@ Python and autograd dispatch. Here the whole step,
 is traced once into a single graph of tensor operations and handed to ``torch.compile`` (Inductor; on CUDA with
 CUDA graphs, ``mode="reduce-overhead"``), which fuses the elementwise work and replays the step without Python.
 
-How the step becomes one graph. Dynamo does not trace ``torch.autograd.grad`` (a graph break), so ``make_fx`` runs the step once on fake tensors and records every operation below
-autograd, so the vector-Jacobian products that give ∂F/∂φ and ∂F/∂Θ are recorded as ordinary operations: the
-compiled step needs no autograd at run time. The weights are inputs of the graph (``functional_call``), so the
-optimizer may update them between steps. The neurons are not state of the model here: while tracing, every
-:class:`~pc_common.layers.PCLayer` call records its prediction μ and hands back the neuron of that call, a tensor
-of the step's own, so the graph is a pure function (Θ, x, y) → (∂Θ, energies, ŷ, φ). The algorithm is the eager
-one, built from the same helpers (output error, error sending, neuron SGD, energy trace): the tests check the two
-against each other and against autograd oracles.
+How the step becomes one graph. Dynamo does not trace ``torch.autograd.grad`` (a graph break), so ``make_fx`` runs
+the step once on fake tensors and records every operation below autograd, so the vector-Jacobian products that give
+∂F/∂φ and ∂F/∂Θ are recorded as ordinary operations: the compiled step needs no autograd at run time. The weights Θ
+and buffers are inputs of the graph, so the optimizer may update the weights between steps. The neurons are not
+state of the model here: while tracing, every :class:`~pc_common.layers.PCLayer` call records its prediction μ and
+hands back the neuron of that call, a tensor of the step's own. Buffers enter the graph as copies, and the graph
+returns their values after the feed-forward sweep (BatchNorm's running statistics count one batch per step, as in the
+eager step). So the graph is a pure function (Θ, buffers, x, y) → (∂Θ, buffers, energies, ŷ, φ), and only
+:meth:`CompiledStep._finish`, after a successful call, writes into the model. The algorithm is the eager one, built
+from the same helpers (output error, error sending, neuron SGD, energy trace): the tests check the two against each
+other and against autograd oracles.
+
+Tracing never changes the model. While tracing, every parameter and buffer *slot* (a module and a name) holds a
+fake tensor, and every slot gets its own tensor back on the way out, whatever happened. (``torch.func.functional_call``
+swaps by path and restores in the order it swapped, so a module reached by two paths, such as one ``nn.Linear`` used
+twice in an ``nn.Sequential``, got its fake weight back: the model was left without weights.)
 
 Shapes. A graph is traced for one input shape (the full batch). A batch of another shape (the last partial batch,
 an evaluation size) runs the eager path (the same gradients to round-off) instead of triggering a new compilation:
@@ -32,13 +40,12 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import functional_call
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from .energy import Loss, dense_target, get_loss
@@ -57,10 +64,6 @@ from .inference import (
     infer,
 )
 from .layers import PCLayer, neurons, pc_layers
-
-# Modules whose training-mode forward mutates state (BatchNorm's running statistics): the traced graph would
-# apply the update once per trace, not once per pass, so such models keep the eager path.
-STATEFUL = (nn.modules.batchnorm._BatchNorm,)
 
 
 class _Substitution:
@@ -108,11 +111,38 @@ class _Substitution:
         return phi
 
 
-class _Traced(nn.Module):
-    """The step as the forward of a module, so that ``functional_call`` swaps the weights for graph inputs."""
+def _slots(model: nn.Module) -> list[tuple[dict, str, torch.Tensor]]:
+    """Every parameter and buffer slot of ``model``: (the table of its module, its name, the tensor it holds).
+
+    ``model.modules()`` yields a module reached by several paths once, so each slot appears once.
+    """
+    return [(table, name, tensor) for module in model.modules() for table in (module._parameters, module._buffers)
+            for name, tensor in table.items() if tensor is not None]
+
+
+@contextmanager
+def _swapped(model: nn.Module, replacements: dict[int, torch.Tensor]) -> Iterator[None]:
+    """Hold ``replacements[id(t)]`` in every slot that holds the tensor t; on the way out, whatever happened, every
+    slot holds its own tensor again.
+
+    Keyed by the tensor, not by the slot: weights tied across modules (one tensor in two slots) get one replacement,
+    and stay tied in the trace.
+    """
+    slots = _slots(model)
+    try:
+        for table, name, tensor in slots:
+            if id(tensor) in replacements:
+                table[name] = replacements[id(tensor)]
+        yield
+    finally:
+        for table, name, tensor in slots:
+            table[name] = tensor
+
+
+class _Step:
+    """The step as a function of the tensors in the model's slots (swapped for the graph's inputs while tracing)."""
 
     def __init__(self, model: nn.Module, rule: str, loss: Loss, config: PCConfig):
-        super().__init__()
         self.model, self.rule, self.loss, self.config = model, rule, loss, config
         self.substitution = _Substitution(pc_layers(model))
         self.used: list[int] = []  # weights that get a gradient (found while tracing; the others keep .grad)
@@ -120,16 +150,20 @@ class _Traced(nn.Module):
     def weights(self) -> list[torch.Tensor]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
-    def forward(self, x, target, *noise):
+    def buffers(self) -> list[torch.Tensor]:
+        """Copies of the buffers as they are now: later passes must not move them."""
+        return [b.clone() for b in self.model.buffers()]
+
+    def __call__(self, x, target, *noise):
         if self.rule == "bp":
             output = self.model(x)
             mean = self.loss(output, target).mean()
             grads = torch.autograd.grad(mean, self.weights(), allow_unused=True)
-            return (*self._used(grads), output.detach())
+            return (*self._used(grads), *self.buffers(), output.detach())
         with self.substitution.installed():
             run = _fixed_prediction if self.config.fixed_prediction else _standard
-            grads, energies, output, phis = run(self, x, target, noise)
-        return (*self._used(grads), energies, output, *phis)
+            grads, buffers, energies, output, phis = run(self, x, target, noise)
+        return (*self._used(grads), *buffers, energies, output, *phis)
 
     def _used(self, grads) -> list[torch.Tensor]:
         self.used = [i for i, g in enumerate(grads) if g is not None]
@@ -142,7 +176,7 @@ def _norms(eps: list[torch.Tensor]) -> list[torch.Tensor]:
     return [e.pow(2).sum().sqrt() for e in eps]
 
 
-def _standard(step: _Traced, x, target, noise):
+def _standard(step: _Step, x, target, noise):
     """Standard PC as in :func:`pc_common.inference._infer_standard`, with the neurons as tensors of the trace."""
     config, sub, loss_fn = step.config, step.substitution, step.loss
     beta, batch = config.output_precision, x.shape[0]
@@ -160,6 +194,7 @@ def _standard(step: _Traced, x, target, noise):
             prediction = output.detach()
             velocity = _velocity(phi, config)
             target = dense_target(loss_fn, output, target)
+            buffers = step.buffers()  # as the sweep leaves them, like the eager step's
         nodes = sub.mus + [output]
         out_term, eps_out = _output_error(loss_fn, output, target, beta)
         with torch.no_grad():
@@ -169,14 +204,15 @@ def _standard(step: _Traced, x, target, noise):
             sources = (nodes[-1:], eps[-1:]) if t == 0 and exact_sweep else (nodes, eps)
             _update_neurons_(phi, eps, _send_errors(*sources, phi), velocity, config)
     grads = _send_errors(nodes, eps, step.weights(), scale=-1.0 / (batch * beta))
-    return grads, _energy_trace(records, batch), prediction, [p.detach() for p in phi]
+    return grads, buffers, _energy_trace(records, batch), prediction, [p.detach() for p in phi]
 
 
-def _fixed_prediction(step: _Traced, x, target, noise):
+def _fixed_prediction(step: _Step, x, target, noise):
     """Fixed-prediction PC as in :func:`pc_common.inference._infer_fixed_prediction`."""
     config, sub, loss_fn = step.config, step.substitution, step.loss
     beta, batch = config.output_precision, x.shape[0]
     output = sub.run(step.model, x, None, noise)
+    buffers = step.buffers()  # the sweep is the only pass
     phi, mus = sub.phis, sub.mus
     mu_bar = [mu.detach() for mu in mus]
     target = dense_target(loss_fn, output, target)
@@ -192,18 +228,20 @@ def _fixed_prediction(step: _Traced, x, target, noise):
         back = _send_errors(mus, eps, phi, retain_graph=True)
         _sgd_(eps, _neuron_grads(eps, back, frozen_output), velocity, config)
     grads = _send_errors(mus + [output], eps + [eps_out], step.weights(), scale=-1.0 / (batch * beta))
-    return grads, _energy_trace(records, batch), output.detach(), [mu + e for mu, e in zip(mu_bar, eps)]
+    return grads, buffers, _energy_trace(records, batch), output.detach(), [mu + e for mu, e in zip(mu_bar, eps)]
 
 
 @dataclass
 class _Program:
-    """A compiled step for one input shape, with what its inputs and outputs need: the shapes of the noise to draw
-    and the permutation from call order to layer order of the neurons."""
+    """A compiled step for one input shape, with what its inputs and outputs need: the shapes of the noise to draw,
+    the permutation from call order to layer order of the neurons, the weights that get a gradient, and the number
+    of buffers."""
 
     graph: Callable
     noise_shapes: list[tuple]
     call_order: list[int]
     used: list[int]
+    buffers: int
 
 
 class CompiledStep:
@@ -214,7 +252,9 @@ class CompiledStep:
     (1/(Bβ)) ∂(Σ_b F_b)/∂Θ at the relaxed state for PC, and returns (ŷ of the feed-forward pass, the energy trace
     or None). The first batch of a new shape is traced and compiled (seconds); later batches of that shape replay
     the compiled program. Shapes beyond ``shapes`` run the eager path. If tracing or compiling fails (no C++
-    compiler, a module the tracer cannot follow), the step warns once and stays eager.
+    compiler, a module the tracer cannot follow), the step warns once and stays eager; a failure leaves the model's
+    parameters and buffers as they were (the same tensors, the same values). Models with buffers that a training
+    pass updates (BatchNorm) compile too: the buffers end as the feed-forward sweep leaves them, as in the eager step.
 
     Args:
         model: the network (train mode; parameters may be updated in place between calls).
@@ -236,7 +276,7 @@ class CompiledStep:
         if rule == "pc" and pc.incremental:
             raise ValueError("incremental PC steps the weights inside inference: it has no compiled step")
         self.model, self.rule, self.loss, self.config = model, rule, loss, pc
-        self.traced = _Traced(model, rule, get_loss(loss), pc)
+        self.traced = _Step(model, rule, get_loss(loss), pc)
         self.shapes, self.mode, self.backend = shapes, mode, backend
         self.programs: dict[tuple, _Program] = {}
         self.neurons: list[torch.Tensor] = []
@@ -246,8 +286,6 @@ class CompiledStep:
             self._warn()
 
     def _unsupported(self) -> str | None:
-        if any(isinstance(m, STATEFUL) for m in self.model.modules()):
-            return "the model has BatchNorm layers, whose running statistics change at every pass"
         if self.rule == "pc" and not self.traced.substitution.layers:
             return "the model has no PCLayer"
         return None
@@ -284,39 +322,44 @@ class CompiledStep:
         self.neurons = [p.detach() for p in neurons(self.model)]
         return result.output, result.energies
 
-    def _inputs(self) -> dict[str, torch.Tensor]:
-        tensors = dict(self.model.named_parameters())
-        tensors.update(self.model.named_buffers())
-        return tensors
+    def _inputs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The graph's inputs from the model: (parameters, buffers)."""
+        return list(self.model.parameters()), list(self.model.buffers())
 
     def _trace(self, x, y) -> _Program:
         """Trace the step into an ATen graph (fake tensors: nothing is computed) and wrap it in torch.compile."""
-        names = list(self._inputs())
+        params, buffers = self._inputs()
         noise_shapes, call_order = self._probe(x) if self.rule == "pc" else ([], [])
 
-        def step(tensors, x, y, noise):
-            with torch.enable_grad():
-                return functional_call(self.traced, {f"model.{n}": t for n, t in zip(names, tensors)},
-                                       (x, y, *noise), strict=False)
+        def step(new_params, new_buffers, x, y, noise):
+            # Buffers enter as copies: a pass that updates them (BatchNorm's running statistics) moves the copy, a
+            # tensor of the graph, never an input; the graph returns their values for _finish to write back.
+            replacements = {id(t): new for t, new in zip(params, new_params)}
+            replacements.update({id(b): new.clone() for b, new in zip(buffers, new_buffers)})
+            with torch.enable_grad(), _swapped(self.model, replacements):
+                return self.traced(x, y, *noise)
 
-        tensors = list(self._inputs().values())
         # Placeholders of the noise's shape: tracing must not consume the random stream.
         noise = [torch.empty(s, dtype=d, device=dev) for s, d, dev in noise_shapes]
-        graph = make_fx(step, tracing_mode="fake")(tensors, x, y, noise)
+        graph = make_fx(step, tracing_mode="fake")(params, buffers, x, y, noise)
         cuda_graphs = x.device.type == "cuda" and self.backend == "inductor"
         mode = self.mode or ("reduce-overhead" if cuda_graphs else None)
         if mode == "reduce-overhead":
             # Weights are updated in place: CUDA graphs may read them where they are instead of copying them in.
-            for t in tensors:
+            for t in params + buffers:
                 torch._dynamo.mark_static_address(t)
         if self.backend is not None:
             graph = torch.compile(graph, backend=self.backend, mode=mode, fullgraph=True, dynamic=False)
-        return _Program(graph, noise_shapes, call_order, self.traced.used)
+        return _Program(graph, noise_shapes, call_order, self.traced.used, len(buffers))
 
     def _probe(self, x) -> tuple[list[tuple], list[int]]:
-        """One plain pass with the value nodes recording: the shapes of the noisy neurons, and the call order."""
+        """One plain pass with the value nodes recording: the shapes of the noisy neurons, and the call order.
+
+        The pass runs on copies of the buffers, so that it updates no running statistics of the model.
+        """
         sub = self.traced.substitution
-        with torch.no_grad(), sub.installed():
+        copies = {id(b): b.clone() for b in self.model.buffers()}
+        with torch.no_grad(), _swapped(self.model, copies), sub.installed():
             sub.run(self.model, x)
         calls, layers = sub.order, sub.layers
         noise_shapes = [(mu.shape, mu.dtype, mu.device) for layer, mu in zip(calls, sub.mus) if layer.init_std]
@@ -331,15 +374,20 @@ class CompiledStep:
         # After the first call (which compiles) there is one program per shape (self.programs is keyed by it):
         # Dynamo's guards have nothing to choose, and skipping them saves their cost at every step.
         with torch.no_grad(), torch.compiler.set_stance(skip_guard_eval_unsafe=not first and self.backend is not None):
-            outputs = program.graph(list(self._inputs().values()), x, y, _noise(program.noise_shapes))
+            outputs = program.graph(*self._inputs(), x, y, _noise(program.noise_shapes))
         # CUDA-graph outputs live in memory that the next replay overwrites.
         return [o.clone() for o in outputs] if cuda_graphs else outputs
 
     def _finish(self, program: _Program, outputs):
-        """Check the energy, accumulate the weight gradients into ``.grad``, keep the neurons; (ŷ, energies)."""
+        """Write the buffers back, check the energy, accumulate the weight gradients into ``.grad``, keep the
+        neurons; (ŷ, energies)."""
         weights = self.traced.weights()
         params = [weights[i] for i in program.used]
-        grads, rest = outputs[: len(params)], outputs[len(params):]
+        grads, buffers = outputs[: len(params)], outputs[len(params): len(params) + program.buffers]
+        rest = outputs[len(params) + program.buffers:]
+        with torch.no_grad():
+            for buffer, value in zip(self.model.buffers(), buffers, strict=True):
+                buffer.copy_(value)
         if self.rule == "bp":
             output, energies = rest[0], None
         else:

@@ -6,6 +6,7 @@ tests run the traced graph uncompiled (``backend=None``), which checks the same 
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import pytest
@@ -14,7 +15,8 @@ from conftest import grads, make_mlp, relative_error
 from torch import nn
 
 import pc_common as pc
-from pc_common.recurrent import LSTM, LastStep
+import pc_common.compiled
+from pc_common.recurrent import LSTM, LastStep, TanhRNN
 
 TINY = (784, 8, 6, 10)  # two value nodes: fixed prediction at γ = 1 is exact from T = 2
 
@@ -118,15 +120,6 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(tiny_batch):
     assert all(torch.equal(g, e) for g, e in zip(got, grads(model)))
 
 
-def test_batchnorm_stays_eager_with_a_warning():
-    """BatchNorm updates its running statistics at every pass, which a traced graph would not repeat: eager it is."""
-    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), pc.PCLayer(), nn.Linear(4, 2))
-    with pytest.warns(RuntimeWarning, match="BatchNorm"):
-        step = pc.CompiledStep(model, "pc")
-    output, energies = step(torch.randn(8, 4), torch.randn(8, 2))
-    assert output.shape == (8, 2) and energies.shape == (pc.PCConfig().T + 1,) and not step.programs
-
-
 def test_train_step_with_a_compiled_step_updates_like_the_eager_one(tiny_batch):
     """train_step(step=...) is the seam: .grad is filled by the compiled step, then the same optimizer step."""
     x, y = tiny_batch
@@ -149,3 +142,226 @@ def test_incremental_pc_has_no_compiled_step(digits):
     history = pc.fit(make_mlp(sizes=TINY, dtype=torch.float32), digits, "pc", epochs=1, max_batches=1,
                      pc=pc.PCConfig(T=1, incremental=True), compile=True, progress=False)
     assert len(history.epochs) == 1
+
+
+# A battery of graph shapes a user's own model may have. Each builder returns a float64 model and a batch (x, y).
+
+
+def tied_in_a_sequential():
+    """The issue's reproduction: one nn.Linear before and after the first value node (two paths, one module)."""
+    lin = nn.Linear(6, 6)
+    return nn.Sequential(lin, nn.Tanh(), pc.PCLayer(), lin, nn.Tanh(), pc.PCLayer(), nn.Linear(6, 4))
+
+
+def tied_across_modules():
+    """Two modules that share one weight tensor (and keep their own biases)."""
+    first, second = nn.Linear(6, 6), nn.Linear(6, 6)
+    second.weight = first.weight
+    return nn.Sequential(first, nn.Tanh(), pc.PCLayer(), second, nn.Tanh(), pc.PCLayer(), nn.Linear(6, 4))
+
+
+class Twice(nn.Module):
+    """One block, a Linear and its value node, called twice in one forward: h = φ(tanh(W φ(tanh(W x + b)) + b))."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear, self.node = nn.Linear(6, 6), pc.PCLayer()
+
+    def forward(self, x):
+        for _ in range(2):
+            x = self.node(torch.tanh(self.linear(x)))
+        return x
+
+
+class Residual(nn.Module):
+    """A residual block with a value node inside: h + φ(tanh(W h + b))."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear, self.node = nn.Linear(6, 6), pc.PCLayer()
+
+    def forward(self, h):
+        return h + self.node(torch.tanh(self.linear(h)))
+
+
+class Branches(nn.Module):
+    """Two branches from one input, each with its value node, joined by concatenation."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(6, 3), nn.Linear(6, 3)
+        self.node_a, self.node_b = pc.PCLayer(), pc.PCLayer()
+
+    def forward(self, h):
+        return torch.cat([self.node_a(torch.tanh(self.a(h))), self.node_b(torch.sigmoid(self.b(h)))], 1)
+
+
+def batchnorm():
+    """BatchNorm before and after the first value node: running statistics (buffers) that every pass updates."""
+    return nn.Sequential(nn.Linear(6, 6), nn.BatchNorm1d(6), nn.Tanh(), pc.PCLayer(),
+                         nn.Linear(6, 6), nn.BatchNorm1d(6), nn.Tanh(), pc.PCLayer(), nn.Linear(6, 4))
+
+
+def rnn_cell():
+    """An Elman RNN over 3 steps (one value node called at every step), read out at its last step."""
+    return nn.Sequential(TanhRNN(3, 5), LastStep(), nn.Linear(5, 4))
+
+
+SHAPES = {
+    "tied in a Sequential": tied_in_a_sequential,
+    "tied across modules": tied_across_modules,
+    "module called twice": lambda: nn.Sequential(Twice(), nn.Linear(6, 4)),
+    "residual block": lambda: nn.Sequential(nn.Linear(6, 6), nn.Tanh(), pc.PCLayer(), Residual(), nn.Linear(6, 4)),
+    "branches": lambda: nn.Sequential(Branches(), nn.Linear(6, 4)),
+    "BatchNorm": batchnorm,
+    "RNN cell": rnn_cell,
+}
+BATTERY_PC = pc.PCConfig(T=3, inference_lr=0.2)
+
+
+def build(shape: str):
+    """(model, x, y) in float64, seeded: the same model and batch at every call."""
+    torch.manual_seed(0)
+    model = SHAPES[shape]().double()
+    x = torch.randn(7, 3, 3) if shape == "RNN cell" else torch.randn(7, 6)
+    return model, x.double(), torch.randn(7, 4, dtype=torch.float64)
+
+
+def state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer by name, tied ones under each of their names (``keep_vars``: the objects)."""
+    return model.state_dict(keep_vars=True)
+
+
+def snapshot(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The tensor objects in the model's slots and copies of their values."""
+    return state(model), {name: t.detach().clone() for name, t in state(model).items()}
+
+
+def assert_intact(model: nn.Module, before) -> None:
+    """Every slot holds its own tensor (an nn.Parameter, not a FakeTensor), with its values bit for bit."""
+    objects, values = before
+    current = state(model)
+    assert current.keys() == objects.keys()
+    for name, tensor in current.items():
+        assert tensor is objects[name], name
+        assert torch.equal(tensor.detach(), values[name]), name
+
+
+def eager_step(model, rule, x, y):
+    """The eager step's weight gradients and buffers afterwards."""
+    model.zero_grad()
+    if rule == "bp":
+        pc.bp_gradients(model, x, y)
+    else:
+        pc.infer(model, x, y, "mse", BATTERY_PC)
+    return grads(model), list(model.buffers())
+
+
+def test_the_issue_reproduction_compiles_and_leaves_the_model_whole():
+    """The issue's reproduction, as a new user would write it (Inductor): one nn.Linear used twice made the tracer
+    hand back fake weights, and every later step failed. Now it compiles without a warning, gives the eager
+    gradients, and the model keeps its own parameters."""
+    torch.manual_seed(0)
+    lin = nn.Linear(6, 6)  # one module, used before and after the first value node: tied weights
+    model = nn.Sequential(lin, nn.Tanh(), pc.PCLayer(), lin, nn.Tanh(), pc.PCLayer(), nn.Linear(6, 4))
+    config = pc.PCConfig(T=6, inference_lr=0.1)
+    reference = copy.deepcopy(model)
+    x, y = torch.randn(7, 6), torch.randn(7, 4)
+    before = snapshot(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        step = pc.CompiledStep(model, "pc", "mse", config)
+        step(x, y)
+    assert step.programs and not step.failed
+    assert_intact(model, before)
+    pc.infer(reference, x, y, "mse", config)
+    for got, expected in zip(grads(model), grads(reference)):
+        assert relative_error(got, expected) <= 1e-5  # float32, two different programs: round-off only
+
+
+@pytest.mark.parametrize("rule", ["pc", "bp"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_compiled_step_equals_eager_step_on_every_graph_shape(shape, rule):
+    """Tied weights, a module called twice, a residual block, branches, BatchNorm and an RNN cell are all shapes
+    of a user's own model: the traced step must give the eager step's gradients (float64, so only round-off may
+    differ), and leave the buffers (BatchNorm's running statistics: one batch per step) where the eager step does."""
+    model, x, y = build(shape)
+    twin = copy.deepcopy(model)
+    expected_grads, expected_buffers = eager_step(twin, rule, x, y)
+    step = pc.CompiledStep(model, rule, "mse", BATTERY_PC, backend=None)
+    step(x, y)
+    assert step.programs and not step.failed, step.failed
+    for got, expected in zip(grads(model), expected_grads, strict=True):
+        assert relative_error(got, expected) <= 1e-12
+    for got, expected in zip(model.buffers(), expected_buffers, strict=True):
+        assert torch.allclose(got, expected, rtol=1e-12, atol=0)
+
+
+def fail_mid_trace(monkeypatch, model):
+    """The last module raises at its third call: the probe pass, the sweep, then (mid-trace) the first update."""
+    calls = []
+
+    def hook(module, inputs, output):
+        calls.append(module)
+        if len(calls) == 3:
+            raise RuntimeError("forced failure in the middle of tracing")
+
+    list(model.modules())[-1].register_forward_hook(hook)
+
+
+def fail_after_trace(monkeypatch, model):
+    """The whole step runs on fake tensors (weights swapped in, buffers updated), then tracing raises."""
+    make_fx = pc_common.compiled.make_fx
+
+    def failing_make_fx(step, **options):
+        def step_then_fail(*args):
+            step(*args)
+            raise RuntimeError("forced failure at the end of tracing")
+        return make_fx(step_then_fail, **options)
+
+    monkeypatch.setattr(pc_common.compiled, "make_fx", failing_make_fx)
+
+
+def fail_in_the_compiler(monkeypatch, model):
+    """The trace succeeds and the backend raises."""
+    def failing_compile(*args, **kwargs):
+        raise RuntimeError("forced failure in the compiler")
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+
+
+@pytest.mark.parametrize("failure", [fail_mid_trace, fail_after_trace, fail_in_the_compiler])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_failed_compile_leaves_the_model_intact(shape, failure, monkeypatch):
+    """Whatever fails while the step is traced or compiled, the eager fallback finds the model as it was: the same
+    parameter objects (an optimizer holds them), bit for bit, buffers too, no .grad written. The step warns once,
+    and the fallback gives the eager step's gradients and buffers, at every later call too."""
+    model, x, y = build(shape)
+    twin = copy.deepcopy(model)
+    before = snapshot(model)
+    failure(monkeypatch, model)
+    step = pc.CompiledStep(model, "pc", "mse", BATTERY_PC)
+    found = []
+    eager = step._eager
+
+    def eager_fallback(x, y):  # the model as the fallback receives it, right after the failure
+        if not found:
+            assert_intact(model, before)
+            assert all(p.grad is None for p in model.parameters())
+        found.append(x)
+        return eager(x, y)
+
+    monkeypatch.setattr(step, "_eager", eager_fallback)
+    model.zero_grad()
+    with pytest.warns(RuntimeWarning, match="eager") as caught:
+        step(x, y)
+    assert len(caught) == 1 and "forced failure" in str(caught[0].message) and found and not step.programs
+    for call in range(2):  # the failing call, then a call that goes straight to the fallback
+        if call:
+            model.zero_grad()
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", RuntimeWarning)
+                step(x, y)
+        expected_grads, expected_buffers = eager_step(twin, "pc", x, y)
+        assert all(torch.equal(a, b) for a, b in zip(grads(model), expected_grads, strict=True))
+        assert all(torch.equal(a, b) for a, b in zip(model.buffers(), expected_buffers, strict=True))
