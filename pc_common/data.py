@@ -5,7 +5,9 @@ it needs no network. The full MNIST-format datasets (``mnist``, ``fashion-mnist`
 files where they are on disk: Debian's package ``dataset-fashion-mnist`` puts Fashion-MNIST in
 ``/usr/share/datasets/fashion-mnist/``, and ``$PC_DATA_DIR`` may hold the same files (flat, or in torchvision's
 layout). Everything else comes through torchvision, downloaded once into ``$PC_DATA_DIR`` (default
-``~/.cache/pc_bp_tutorial``). Model selection uses the validation split only; the test split is for reporting.
+``~/.cache/pc_bp_tutorial``), except ``words``: a word-to-language task sampled from Debian's word lists in
+``/usr/share/dict`` (:func:`word_sample`). Model selection uses the validation split only; the test split is for
+reporting.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from .distributed import share
 from .utils import pick_device
 
 EMBEDDED = "mnist-5k"
-DATASETS = (EMBEDDED, "mnist", "fashion-mnist", "cifar10", "svhn")
+# The image datasets (the scripts' --dataset choices); load_dataset also reads the sequence task WORDS.
+DATASETS = (EMBEDDED, "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn")
+WORDS = "words"
 # Images per class in the embedded split: train / validation / test (500 per class in all).
 MNIST5K_SPLIT = (350, 50, 100)
 # The split is a property of the dataset, not of a run: it never moves with the training seed.
@@ -76,6 +80,9 @@ class Splits:
         train, val, test: loaders (train shuffled).
         input_shape: shape of one input, e.g. (1, 28, 28).
         num_classes: number of classes.
+        classes: the class names where the dataset has them (``words``: the languages), else empty.
+        alphabet: for token inputs, the character of each code (code 0 is padding, ``alphabet[k − 1]`` is code k),
+            else empty.
     """
 
     name: str
@@ -84,6 +91,8 @@ class Splits:
     test: TensorLoader
     input_shape: tuple[int, ...]
     num_classes: int
+    classes: tuple[str, ...] = ()
+    alphabet: str = ""
 
 
 def sample_batch(data: TensorLoader | tuple[torch.Tensor, torch.Tensor], n: int, seed: int = 0):
@@ -218,7 +227,7 @@ def _torchvision(name: str, root: Path):
         try:
             if name == "svhn":
                 return torchvision.datasets.SVHN(str(root), split="train" if train else "test", download=True)
-            cls = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}[name]
+            cls = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}[name]
             return getattr(torchvision.datasets, cls)(str(root), train=train, download=True)
         except Exception as err:  # URLError, RuntimeError, OSError, … all mean "not here and not fetchable"
             raise _unavailable(name, root, err) from err
@@ -248,6 +257,143 @@ def _full(name: str, root: Path, val_size: int):
     return (scale(x[train]), y[train]), (scale(x[val]), y[val]), (scale(test[0]), test[1])
 
 
+# The words task (a word → its language): Debian's word lists, one file per language in /usr/share/dict, from the
+# package named beside it. The stand-in for Millidge et al.'s surnames in 18 languages, which ship with no package.
+DICT_DIR = Path("/usr/share/dict")
+WORD_LISTS = {  # language (class index: this order): (Debian package, file)
+    "catalan": ("wcatalan", "catalan"),
+    "danish": ("wdanish", "danish"),
+    "dutch": ("wdutch", "dutch"),
+    "english": ("wamerican", "american-english"),
+    "esperanto": ("wesperanto", "esperanto"),
+    "french": ("wfrench", "french"),
+    "german": ("wngerman", "ngerman"),
+    "irish": ("wirish", "irish"),
+    "italian": ("witalian", "italian"),
+    "norwegian": ("wnorwegian", "bokmaal"),
+    "polish": ("wpolish", "polish"),
+    "portuguese": ("wportuguese", "portuguese"),
+    "spanish": ("wspanish", "spanish"),
+    "swedish": ("wswedish", "swedish"),
+}
+WORDS_PER_LANGUAGE = 3000
+WORD_LENGTH = (4, 12)  # characters, both ends included; a word is a sequence of at most 12 steps
+WORDS_SPLIT = (0.8, 0.1)  # train and validation shares of each language's words; the rest is test
+
+
+def _read_word_list(path: Path) -> list[str]:
+    """The lines of a word list, lower-cased (``str.lower``: accents kept, ß stays ß)."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:  # wswedish and wnorwegian ship ISO-8859-1
+        text = raw.decode("latin-1")
+    return text.lower().splitlines()
+
+
+def _words_unavailable(folder: Path, missing: list[str]) -> DatasetUnavailableError:
+    found = [lang for lang in WORD_LISTS if lang not in missing]
+    packages = " ".join(WORD_LISTS[lang][0] for lang in missing)
+    return DatasetUnavailableError(
+        f"The dataset '{WORDS}' reads Debian's word lists of {len(WORD_LISTS)} languages from {folder}; "
+        f"{len(missing)} are missing ({', '.join(missing)}). Install them with `sudo apt-get install {packages}`. "
+        f"Found: {', '.join(found) or 'none'}."
+    )
+
+
+def word_sample(
+    folder: str | Path = DICT_DIR, per_language: int | None = None, length: tuple[int, int] = WORD_LENGTH,
+    seed: int = SPLIT_SEED,
+) -> dict[str, list[str]]:
+    """The fixed sample of the words task: ``per_language`` words of each language, in a seeded random order.
+
+    Every list is lower-cased (accents kept). A word qualifies if it is letters only (``str.isalpha``: no
+    apostrophe, hyphen, digit or space) and its length is in ``length``; it is *ambiguous* if it is a line of
+    another language's list. Each list is walked in a seeded random order of its lines (``torch.randperm``), and the
+    sample is the first ``per_language`` distinct qualifying words that are not ambiguous. The sample depends only
+    on the lists' contents (their Debian versions) and ``seed``.
+
+    Args:
+        folder: the folder of the word lists (Debian: ``/usr/share/dict``).
+        per_language: words per language (default :data:`WORDS_PER_LANGUAGE`).
+        length: shortest and longest word, in characters.
+        seed: fixes the order in which each list is walked.
+
+    Returns:
+        ``{language: [words]}`` in the order of :data:`WORD_LISTS`.
+
+    Raises:
+        DatasetUnavailableError: a list is missing; the message names the ``apt-get`` command and the languages
+            found.
+        ValueError: a list has fewer than ``per_language`` unambiguous qualifying words.
+    """
+    folder, per_language = Path(folder), per_language or WORDS_PER_LANGUAGE
+    missing = [lang for lang, (_, file) in WORD_LISTS.items() if not (folder / file).is_file()]
+    if missing:
+        raise _words_unavailable(folder, missing)
+    lists = {lang: _read_word_list(folder / file) for lang, (_, file) in WORD_LISTS.items()}
+    shortest, longest = length
+
+    def qualifying(lines: list[str]):
+        order = torch.randperm(len(lines), generator=torch.Generator().manual_seed(seed)).tolist()
+        seen = set()
+        for i in order:
+            word = lines[i]
+            if shortest <= len(word) <= longest and word.isalpha() and word not in seen:
+                seen.add(word)
+                yield word
+
+    # Ambiguity is checked on a pool of candidates, the first few times per_language qualifying words of every
+    # language; the pool grows until every language has enough unambiguous ones (the result does not depend on it).
+    walks = {lang: qualifying(lines) for lang, lines in lists.items()}
+    pool = {lang: [] for lang in lists}
+    budget = 2 * per_language
+    while True:
+        for lang, walk in walks.items():
+            pool[lang].extend(word for _, word in zip(range(budget - len(pool[lang])), walk))
+        candidates = {word for words in pool.values() for word in words}
+        listed = {lang: candidates.intersection(lines) for lang, lines in lists.items()}
+        sample = {lang: [w for w in words if not any(w in listed[o] for o in lists if o != lang)][:per_language]
+                  for lang, words in pool.items()}
+        short = [lang for lang, words in sample.items() if len(words) < per_language]
+        exhausted = [lang for lang in short if len(pool[lang]) < budget]
+        if exhausted:
+            raise ValueError(f"too few unambiguous words of {shortest}–{longest} letters in the list of "
+                             f"{', '.join(exhausted)} for {per_language} per language")
+        if not short:
+            return sample
+        budget *= 2
+
+
+def _words(folder: Path):
+    """Train / validation / test of the words task: (N, longest) character codes, right-aligned after padding 0.
+
+    Each language's sample is cut in its (random) order into :data:`WORDS_SPLIT` shares, so every split has the
+    same number of words of each language and no word is in two splits. Returns the parts, the languages and the
+    alphabet (``alphabet[k − 1]`` is code k).
+    """
+    sample = word_sample(folder)
+    alphabet = "".join(sorted({c for words in sample.values() for w in words for c in w}))
+    code = {c: k + 1 for k, c in enumerate(alphabet)}
+    longest = WORD_LENGTH[1]
+    parts: list[list[tuple[str, int]]] = [[], [], []]
+    for label, words in enumerate(sample.values()):
+        cut1, cut2 = int(WORDS_SPLIT[0] * len(words)), int(sum(WORDS_SPLIT) * len(words))
+        for k, part in enumerate((words[:cut1], words[cut1:cut2], words[cut2:])):
+            parts[k].extend((w, label) for w in part)
+
+    def encode(pairs: list[tuple[str, int]]):
+        x = torch.zeros(len(pairs), longest, dtype=torch.int64)
+        for i, (word, _) in enumerate(pairs):  # right-aligned: the last step of every sequence is a letter
+            x[i, longest - len(word):] = torch.tensor([code[c] for c in word])
+        y = torch.tensor([label for _, label in pairs], dtype=torch.int64)
+        # Gathered language by language: shuffled (fixed seed), so that "the first n words" mix the languages.
+        order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(SPLIT_SEED))
+        return x[order], y[order]
+
+    return tuple(encode(p) for p in parts), tuple(sample), alphabet
+
+
 def load_dataset(
     name: str = EMBEDDED,
     batch_size: int = 128,
@@ -262,26 +408,32 @@ def load_dataset(
 
     Args:
         name: one of ``mnist-5k`` (embedded, offline: 3,500 / 500 / 1,000 stratified), ``mnist``,
-            ``fashion-mnist`` (IDX files on disk, else downloaded), ``cifar10``, ``svhn`` (downloaded);
-            ``val_size`` images of the training set form the validation split.
+            ``fashion-mnist`` (IDX files on disk, else downloaded), ``cifar10``, ``cifar100`` (its 100 fine
+            labels), ``svhn`` (downloaded): ``val_size`` images of the training set form the validation split;
+            or ``words``: a word's language, from Debian's word lists (:func:`word_sample`; 14 languages ×
+            3,000 words, 2,400 / 300 / 300 per language; inputs (12,) character codes, ``classes`` the languages,
+            ``alphabet`` the characters).
         batch_size: training batch size; the last partial batch is kept.
         eval_batch_size: batch size of the validation and test loaders.
         val_size: size of the validation split for the torchvision datasets.
         seed: seeds the training-set shuffle (the split itself is fixed).
         device: where the tensors live (default: ``cuda`` if available).
         root: data directory: IDX files (flat or torchvision-style) or torchvision downloads (default
-            :func:`cache_dir`).
+            :func:`cache_dir`); for ``words``, the folder of the word lists (default :data:`DICT_DIR`).
 
     Raises:
         ValueError: for an unknown name.
         DatasetUnavailableError: when the data are not on disk and a download fails; the message names every way
-            to get them and the embedded alternative.
+            to get them and the embedded alternative (for ``words``: the ``apt-get`` command of the missing lists).
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name not in (*DATASETS, WORDS):
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join((*DATASETS, WORDS))}")
     device = pick_device(device)
+    classes, alphabet = (), ""
     if name == EMBEDDED:
         parts = _mnist5k()
+    elif name == WORDS:
+        parts, classes, alphabet = _words(Path(root) if root else DICT_DIR)
     else:
         parts = _full(name, Path(root) if root else cache_dir(), val_size)
     (xtr, ytr), (xva, yva), (xte, yte) = ((x.to(device), y.to(device)) for x, y in parts)
@@ -292,5 +444,7 @@ def load_dataset(
         val=TensorLoader(xva, yva, eval_batch_size),
         test=TensorLoader(xte, yte, eval_batch_size),
         input_shape=tuple(xtr.shape[1:]),
-        num_classes=int(ytr.max()) + 1,
+        num_classes=len(classes) or int(ytr.max()) + 1,
+        classes=classes,
+        alphabet=alphabet,
     )
