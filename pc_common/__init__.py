@@ -24,9 +24,19 @@ from .energy import cross_entropy, energy, get_loss, layer_energies, prediction_
 from .inference import InferenceResult, PCConfig, bp_gradients, infer
 from .layers import PCLayer, neurons, pc_layers, pc_mode, predictions, release, weights
 from .training import History, check_input_shape, evaluate, fit, train_rules, train_step
-from .utils import pick_device, quick_mode, results_dir, seed_everything
+from .utils import (
+    CheckpointError,
+    describe_model,
+    load_checkpoint,
+    pick_device,
+    quick_mode,
+    results_dir,
+    save_checkpoint,
+    seed_everything,
+)
 
 __all__ = [
+    "CheckpointError",
     "CompiledStep",
     "DATASETS",
     "EMBEDDED",
@@ -40,12 +50,14 @@ __all__ = [
     "bp_gradients",
     "check_input_shape",
     "cross_entropy",
+    "describe_model",
     "energy",
     "evaluate",
     "fit",
     "get_loss",
     "infer",
     "layer_energies",
+    "load_checkpoint",
     "load_dataset",
     "neurons",
     "pc_layers",
@@ -57,6 +69,7 @@ __all__ = [
     "results_dir",
     "release",
     "sample_batch",
+    "save_checkpoint",
     "seed_everything",
     "squared_error",
     "train_rules",
