@@ -1,12 +1,15 @@
 """Tests of the sequence tasks: classification.models.sequence and classification.models.text."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
 import pc_common
-from classification.models.sequence import Rows, depth, recurrent
-from classification.models.text import Vocabulary, _windows, load_shakespeare
+from classification.models.sequence import Rows, depth, recurrent, word_classifier
+from classification.models.text import NGram, Vocabulary, _windows, load_shakespeare
+from classification.models.words import BigramNaiveBayes, bigram_counts
 
 
 def test_rows_are_time_steps():
@@ -77,3 +80,82 @@ def test_compare_cli_runs_the_sequence_tasks(argv):
         assert 0.0 <= results[rule]["test_accuracy"]["mean"] <= 1.0
         assert results[rule]["hyperparameters"]["hidden"] == 8
     assert results["pc"]["hyperparameters"]["fixed_prediction"] == ("--fixed-prediction" in argv)
+
+
+def test_word_classifier_fixed_prediction_equals_bptt_at_depth():
+    """On the words model (embedding → tanh RNN → last step → read-out, padded words), fixed-prediction PC at γ = 1
+    and T = depth = 12 gives every weight BPTT's gradient (float64), and one step fewer does not reach the first
+    letters' embeddings.
+
+    Why: this is what makes fixed-prediction PC "exact backprop" on the words task; the second half shows that the
+    depth, not luck, sets T (the error must cross 12 value nodes to reach step 1).
+    """
+    torch.manual_seed(0)
+    steps, alphabet = 12, 7
+    model = word_classifier(alphabet, 5, "rnn", hidden=6, embedding=4).double()
+    lengths = torch.tensor([12, 9, 4, 12, 7])
+    x = torch.randint(1, alphabet + 1, (5, steps)) * (torch.arange(steps) >= steps - lengths[:, None])
+    y = torch.randint(0, 5, (5,))
+    model.zero_grad(set_to_none=True)
+    pc_common.bp_gradients(model, x, y, "ce")
+    bp = [p.grad.clone() for p in model.parameters()]
+
+    def fixed_prediction(T):
+        model.zero_grad(set_to_none=True)
+        pc_common.infer(model, x, y, "ce", pc_common.PCConfig(T=T, inference_lr=1.0, fixed_prediction=True))
+        return [p.grad.clone() for p in model.parameters()]
+
+    assert depth("rnn", steps) == steps
+    for g, b in zip(fixed_prediction(steps), bp):
+        assert float((g - b).norm() / b.norm()) <= 1e-10
+    short = fixed_prediction(steps - 1)
+    first_letters = x[:, 0][lengths == steps]  # embedding rows read only at step 1
+    assert not torch.allclose(short[0][first_letters], bp[0][first_letters])
+
+
+def test_bigram_counts_of_a_word_worked_by_hand():
+    """"abca" right-aligned in 6 steps is ^a ab bc ca a$: five bigrams, boundaries coded 0, padding not counted;
+    a word of full length still gets its ^."""
+    a, b, c = 1, 2, 3
+    n = 4  # alphabet of 3 letters + the boundary code 0
+    x = torch.tensor([[0, 0, a, b, c, a], [a, b, c, a, b, c]])
+    counts = bigram_counts(x, 3)
+    expected = torch.zeros(2, n * n, dtype=torch.float64)
+    for row, pairs in enumerate([[(0, a), (a, b), (b, c), (c, a), (a, 0)],
+                                 [(0, a), (a, b), (b, c), (c, a), (a, b), (b, c), (c, 0)]]):
+        for first, second in pairs:
+            expected[row, first * n + second] += 1
+    assert torch.equal(counts, expected)
+
+
+def test_bigram_naive_bayes_is_the_posterior_of_its_counts():
+    """The prediction is argmax_k log p(k) + Σ_b n_b log p(b | k) with p(b | k) = (N_kb + α)/(N_k + αB), computed here
+    word by word from the training counts; each p(· | k) sums to 1."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 5, (60, 6), generator=g)
+    x = torch.where(torch.arange(6) < 2, 0, x.clamp(min=1))  # words of 4 letters after 2 padding steps
+    y = torch.randint(0, 3, (60,), generator=g)
+    model = BigramNaiveBayes(x, y, 4, 3, alpha=0.5)
+    assert torch.allclose(model.log_likelihood.exp().sum(1), torch.ones(3, dtype=torch.float64))
+    counts = bigram_counts(x, 4)
+    class_counts = torch.stack([counts[y == k].sum(0) for k in range(3)])
+    for word in range(60):
+        score = [math.log(float((y == k).float().mean()))
+                 + sum(float(counts[word, b]) * math.log((class_counts[k, b] + 0.5) / (class_counts[k].sum() + 0.5 * 25))
+                       for b in range(25)) for k in range(3)]
+        assert int(model.predict(x[word : word + 1])) == max(range(3), key=lambda k: score[k])
+
+
+def test_ngram_baseline_counts_and_backs_off():
+    """On "abab…ac", after "a" the bigram predicts b (it followed a more often), the trigram after "ba" predicts b,
+    an unseen context backs off to the bigram, and position 0 of a window uses only the window's first character."""
+    vocab = Vocabulary.of("abc")
+    codes = vocab.encode("abababac")
+    a, b, c = (int(vocab.encode(ch)) for ch in "abc")
+    unigram, bigram, trigram = (NGram(codes, n, 3) for n in (1, 2, 3))
+    assert unigram.predict(vocab.encode("cc")[None]).tolist() == [[a, a]]  # a is the most frequent character
+    assert bigram.predict(vocab.encode("ab")[None]).tolist() == [[b, a]]  # a→b (3 of 4), b→a (3 of 3)
+    # "cb" was never seen: backs off to the bigram after "b"; position 0 has the single character "c" as context,
+    # also unseen as a bigram context (c ends the text), so it backs off to the unigram.
+    assert trigram.predict(vocab.encode("cb")[None]).tolist() == [[a, a]]
+    assert trigram.predict(vocab.encode("ba")[None]).tolist() == [[a, b]]

@@ -4,6 +4,10 @@ Row-by-row image classification (an image of H rows is a sequence of H steps of 
 
     h_t = cell(row_t, φ_{t−1}),        ŷ = V φ_H + c
 
+A word's language (a word of at most L letters, right-aligned after padding, one character per step):
+
+    h_t = cell(E c_t, φ_{t−1}),        ŷ = V φ_L + c
+
 Next-character prediction (a window of L characters, an output at every step):
 
     h_t = cell(E c_t, φ_{t−1}),        ŷ_t = V φ_t + c,        L = Σ_t CE(ŷ_t, c_{t+1})
@@ -56,6 +60,25 @@ def char_model(
         nn.Embedding(vocab_size, embedding),
         _cell(cell, embedding, hidden, gate_nodes),
         PerStep(nn.Linear(hidden, vocab_size)),
+    )
+
+
+def word_classifier(
+    alphabet_size: int, num_classes: int, cell: str = "rnn", hidden: int = 128, embedding: int = 32,
+    gate_nodes: bool = True,
+) -> nn.Sequential:
+    """Embedding (code 0, the padding, stays the zero vector) → RNN / LSTM → last hidden state → linear read-out.
+
+    Args:
+        alphabet_size: number of characters (codes 1 … alphabet_size; 0 is padding).
+        num_classes: number of languages.
+        cell, hidden, embedding, gate_nodes: as for :func:`char_model`.
+    """
+    return nn.Sequential(
+        nn.Embedding(alphabet_size + 1, embedding, padding_idx=0),
+        _cell(cell, embedding, hidden, gate_nodes),
+        LastStep(),
+        nn.Linear(hidden, num_classes),
     )
 
 

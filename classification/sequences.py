@@ -1,0 +1,276 @@
+"""The Shakespeare controls: n-gram baselines, and three epochs for every candidate of the one-epoch sweep.
+
+The one-epoch sweep (``results/sequence_sweep_shakespeare.json``) ranked the standard-PC settings of the LSTM after a
+single epoch. Here every candidate that did not diverge there, and the setting the notebook trained with, gets three
+epochs with three seeds (seed = initial weights and batch order, shared by every setting and by BP), on the same
+slice, windows, model and optimizer. Beside them, unigram, bigram and trigram models counted on the training text
+are scored on the same validation and test windows, at the same positions.
+
+    .venv/bin/python classification/sequences.py run --parts PARTS        # one JSON per (setting, seed) in PARTS
+    .venv/bin/python classification/sequences.py merge --parts PARTS      # → results/sequence_check_shakespeare.*
+
+``run`` skips the parts already in PARTS, so an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from classification.models.sequence import char_model
+from classification.models.text import NGram, load_shakespeare, split_codes
+from pc_common import PCConfig, cli, fit, seed_everything
+from pc_common.utils import write_json
+
+RESULTS = Path(__file__).parent / "results"
+SWEEP = RESULTS / "sequence_sweep_shakespeare.json"
+OUTPUT = RESULTS / "sequence_check_shakespeare"
+# The sweep's setting (its "note"): the first 200,000 characters, windows of 32, LSTM 128, Adam 3e-3, batch 64.
+SETTING = {"chars": 200_000, "seq_len": 32, "hidden": 128, "batch": 64, "lr": 3e-3, "epochs": 3, "loss": "ce"}
+SEEDS = (0, 1, 2)
+# The setting the notebook trained with before this check (chosen after one seed's three epochs).
+PREVIOUS = {"T": 8, "inference_lr": 0.05, "output_precision": 0.01, "gate_nodes": True}
+ORDERS = (1, 2, 3)
+
+
+def candidates(sweep: dict) -> list[dict]:
+    """BP, then every PC setting of the sweep that finished its epoch, then the previous choice if not among them.
+
+    A setting is {T, inference_lr, output_precision, gate_nodes} (None for BP), in the sweep's order.
+    """
+    settings: list[dict | None] = [None]
+    for run in sweep["runs"]:
+        if run["config"] is None or "diverged" in run:
+            continue
+        c = run["config"]
+        settings.append({"T": c["T"], "inference_lr": c["inference_lr"], "output_precision": c["output_precision"],
+                         "gate_nodes": run["gate_nodes"]})
+    if PREVIOUS not in settings:
+        settings.append(dict(PREVIOUS))
+    return settings
+
+
+def name(setting: dict | None) -> str:
+    """A part's file stem: ``bp`` or ``pc_T8_lr0.4_b0.01_gates``."""
+    if setting is None:
+        return "bp"
+    gates = "gates" if setting["gate_nodes"] else "nogates"
+    return f"pc_T{setting['T']}_lr{setting['inference_lr']:g}_b{setting['output_precision']:g}_{gates}"
+
+
+def per_position_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """Accuracy of the next-character prediction at each position t = 0 … L − 1 of the windows."""
+    model.eval()
+    with torch.no_grad():
+        correct = torch.cat([model(xb).argmax(1) == yb for xb, yb in zip(x.split(500), y.split(500))])
+    return correct.float().mean(0).tolist()
+
+
+def train_one(setting: dict | None, seed: int, max_batches: int | None = None) -> dict:
+    """Three epochs of one setting from seed ``seed``: the history, the guard's alarms, or where it diverged."""
+    data, vocab = load_shakespeare(SETTING["seq_len"], SETTING["chars"], SETTING["batch"], seed=seed, device="cpu")
+    seed_everything(seed)
+    gates = True if setting is None else setting["gate_nodes"]
+    model = char_model(len(vocab), "lstm", SETTING["hidden"], gate_nodes=gates)
+    config = PCConfig() if setting is None else PCConfig(
+        T=setting["T"], inference_lr=setting["inference_lr"], output_precision=setting["output_precision"])
+    record = {"setting": setting, "seed": seed}
+    trained = []  # epochs whose training finished: a run that diverges stopped in the next one
+
+    def count(_model) -> dict:
+        trained.append(len(trained) + 1)
+        return {}
+
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the guard's alarms are in the history
+            history = fit(model, data, "bp" if setting is None else "pc", epochs=SETTING["epochs"],
+                          lr=SETTING["lr"], loss="ce", pc=config, max_batches=max_batches, progress=False,
+                          on_epoch=count)
+    except FloatingPointError as err:  # infer stops a relaxation whose energy blows up
+        record.update(diverged=str(err), diverged_in_epoch=len(trained) + 1)
+    else:
+        record.update(history=history.to_dict(),
+                      val_accuracy_by_position=per_position_accuracy(model, data.val.x, data.val.y),
+                      test_accuracy_by_position=per_position_accuracy(model, data.test.x, data.test.y))
+    record["wall_seconds"] = time.perf_counter() - start
+    return record
+
+
+def baselines() -> dict:
+    """Unigram, bigram and trigram accuracy on the validation and test windows (overall and per position)."""
+    (train, _, _), vocab = split_codes(SETTING["chars"])
+    data, _ = load_shakespeare(SETTING["seq_len"], SETTING["chars"], SETTING["batch"], device="cpu")
+    result = {}
+    for n in ORDERS:
+        model = NGram(train, n, len(vocab))
+        result[f"{n}-gram"] = {}
+        for split in ("val", "test"):
+            loader = getattr(data, split)
+            correct = (model.predict(loader.x) == loader.y).float()
+            result[f"{n}-gram"][split] = {"accuracy": float(correct.mean()),
+                                          "accuracy_by_position": correct.mean(0).tolist()}
+    return result
+
+
+def run(parts: Path, seeds=SEEDS, only: list[int] | None = None, max_batches: int | None = None) -> None:
+    """Train every (setting, seed) not yet in ``parts``, seed by seed, and write one JSON per run."""
+    settings = candidates(json.loads(SWEEP.read_text()))
+    for seed in seeds:
+        for k, setting in enumerate(settings):
+            path = parts / f"{name(setting)}_seed{seed}.json"
+            if (only is not None and k not in only) or path.exists():
+                continue
+            record = train_one(setting, seed, max_batches)
+            write_json(path, record)
+            best = record.get("history", {}).get("best_epoch")
+            outcome = f"diverged in epoch {record['diverged_in_epoch']}" if "diverged" in record else (
+                f"best val {record['history']['epochs'][best]['val_accuracy']:.4f} (epoch {best + 1}), "
+                f"alarms in {len(record['history']['alarms'])} epochs")
+            print(f"{path.stem}: {outcome}; {record['wall_seconds']:.0f} s", flush=True)
+
+
+def mean_se(values: list[float]) -> dict:
+    """Mean and standard error (sample standard deviation / √n) of the seeds' values."""
+    a = np.asarray(values, dtype=float)
+    se = float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else float("nan")
+    return {"mean": float(a.mean()), "se": se, "n": len(a), "values": a.tolist()}
+
+
+def summarise(records: list[dict]) -> dict:
+    """Per setting: how many seeds diverged or raised an alarm, and the 3-seed validation and test accuracy.
+
+    Val and test are read at each seed's best-validation epoch. The paired difference to BP is per seed (the same
+    initial weights and batch order), then mean ± standard error.
+    """
+    by_setting: dict[str, list[dict]] = {}
+    for r in records:
+        by_setting.setdefault(name(r["setting"]), []).append(r)
+    bp = {r["seed"]: r for r in by_setting.get("bp", [])}
+    best = lambda r: r["history"]["epochs"][r["history"]["best_epoch"]]
+    summary = {}
+    for key, runs in by_setting.items():
+        runs.sort(key=lambda r: r["seed"])
+        done = [r for r in runs if "history" in r]
+        row = {"setting": runs[0]["setting"], "seeds": [r["seed"] for r in runs],
+               "diverged": [r["seed"] for r in runs if "diverged" in r],
+               "seeds_with_alarms": [r["seed"] for r in done if r["history"]["alarms"]],
+               "alarm_epochs": {r["seed"]: [a["epoch"] for a in r["history"]["alarms"]] for r in done}}
+        if done:
+            row["val_accuracy"] = mean_se([best(r)["val_accuracy"] for r in done])
+            row["test_accuracy"] = mean_se([best(r)["test_accuracy"] for r in done])
+            row["val_accuracy_by_epoch"] = [mean_se([r["history"]["epochs"][e]["val_accuracy"] for r in done])
+                                            for e in range(len(done[0]["history"]["epochs"]))]
+            row["seconds_per_epoch"] = float(np.median([e["seconds"] for r in done for e in r["history"]["epochs"]]))
+            paired = [best(r)["test_accuracy"] - best(bp[r["seed"]])["test_accuracy"] for r in done if r["seed"] in bp]
+            if key != "bp" and paired:
+                row["test_minus_bp"] = mean_se(paired)
+        summary[key] = row
+    return summary
+
+
+def choose(summary: dict, seeds: int = len(SEEDS)) -> dict:
+    """The stated rule: among the PC settings that finished every seed without diverging, the best mean validation
+    accuracy, preferring settings whose runs raised no alarm of the divergence guard."""
+    finished = {k: r for k, r in summary.items()
+                if k != "bp" and len(r["seeds"]) == seeds and not r["diverged"]}
+    quiet = {k: r for k, r in finished.items() if not r["seeds_with_alarms"]}
+    pool = quiet or finished
+    if not pool:
+        raise ValueError("no PC setting finished every seed")
+    key = max(pool, key=lambda k: pool[k]["val_accuracy"]["mean"])
+    return {"name": key, "setting": pool[key]["setting"], "without_alarms": bool(quiet),
+            "rule": "best mean validation accuracy over the seeds among the PC settings that finished every seed "
+                    "without diverging, preferring those whose runs raised no alarm of the divergence guard"}
+
+
+def plot(results: dict):
+    """Validation accuracy per epoch (mean ± standard error over seeds) of every setting, with the n-gram lines."""
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    colors = plt.get_cmap("tab20")
+    for k, row in enumerate(results["summary"].values()):
+        if "val_accuracy_by_epoch" not in row:
+            continue
+        by_epoch = row["val_accuracy_by_epoch"]
+        epochs = np.arange(1, len(by_epoch) + 1)
+        mean = 100 * np.array([e["mean"] for e in by_epoch])
+        se = 100 * np.array([e["se"] for e in by_epoch])
+        s = row["setting"]
+        label = "BP" if s is None else (f"PC T={s['T']}, γ={s['inference_lr']:g}"
+                                        + ("" if s["gate_nodes"] else ", no gate nodes"))
+        if row["diverged"]:
+            label += f" ({len(row['diverged'])} of {len(row['seeds'])} diverged)"
+        style = dict(color="k", lw=2.5) if s is None else dict(color=colors(k), ls="-" if s["gate_nodes"] else "--")
+        ax.errorbar(epochs, mean, yerr=se, marker="o", ms=4, capsize=3, label=label, **style)
+    for n, ls in zip(ORDERS, (":", "-.", "--")):
+        ax.axhline(100 * results["baselines"][f"{n}-gram"]["val"]["accuracy"], color="grey", ls=ls, lw=1.2,
+                   label=f"{n}-gram (counted on the training text)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation next-character accuracy (%)")
+    ax.set_xticks(range(1, SETTING["epochs"] + 1))
+    ax.set_title(f"Shakespeare, LSTM {SETTING['hidden']}: three epochs per candidate, "
+                 f"mean ± SE over {len(SEEDS)} seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def merge(parts: Path, output: Path = OUTPUT) -> dict:
+    """Gather the parts into ``output``.json (baselines, runs, per-setting summary, the choice) and its figure."""
+    records = [json.loads(p.read_text()) for p in sorted(parts.glob("*.json"))]
+    summary = summarise(records)
+    try:
+        chosen = choose(summary)
+    except ValueError as err:
+        chosen = {"none": str(err)}
+    results = {
+        "setting": {**SETTING, "seeds": list(SEEDS), "model": "LSTM with value nodes on h, c (and the gates)",
+                    "optimizer": "adam", "sweep": SWEEP.name, "previous_choice": PREVIOUS,
+                    "selection": "validation accuracy at each run's best-validation epoch; test only reported",
+                    "ngram": "argmax of the counts on the training text, backing off to lower orders for unseen "
+                             "contexts; the context is cut at the window's start, as the LSTM's",
+                    "cpu_seconds": sum(r["wall_seconds"] for r in records),
+                    "hardware": "a shared, contended 2-core CPU, one thread per run"},
+        "baselines": baselines(),
+        "summary": summary,
+        "chosen": chosen,
+        "runs": records,
+    }
+    write_json(output.with_suffix(".json"), results)
+    fig = plot(results)
+    fig.savefig(output.with_suffix(".png"), dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=cli.HelpFormatter)
+    p.add_argument("command", choices=("run", "merge"), help="run: train the missing parts; merge: gather them")
+    p.add_argument("--parts", type=Path, required=True, help="folder of the per-(setting, seed) JSON parts")
+    p.add_argument("--seeds", type=cli.non_negative_int, nargs="+", default=list(SEEDS), help="seeds to run")
+    p.add_argument("--only", type=cli.non_negative_int, nargs="+", default=None,
+                   help="run these settings only (indices into the candidate list, BP first)")
+    p.add_argument("--max-batches", type=cli.positive_int, default=None, help="batches per epoch (smoke tests)")
+    p.add_argument("--output", type=Path, default=OUTPUT, help="merge: the JSON and PNG path, without suffix")
+    args = p.parse_args(argv)
+    if args.command == "run":
+        run(args.parts, args.seeds, args.only, args.max_batches)
+    else:
+        results = merge(args.parts, args.output)
+        print(json.dumps({k: {"val": v.get("val_accuracy", {}).get("mean"), "diverged": v["diverged"],
+                              "alarms": v["seeds_with_alarms"]} for k, v in results["summary"].items()}, indent=1))
+        print("chosen:", results["chosen"])
+
+
+if __name__ == "__main__":
+    main()
