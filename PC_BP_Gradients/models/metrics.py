@@ -2,13 +2,16 @@
 
     cos(g_PC, g_BP) = ⟨g_PC, g_BP⟩ / (‖g_PC‖ ‖g_BP‖)        (direction: 1 = same, 0 = orthogonal)
     rel(g_PC, g_BP) = ‖g_PC − g_BP‖ / ‖g_BP‖                (magnitude and direction: 0 = identical)
+    ratio           = ‖g_PC‖ / ‖g_BP‖                       (size alone: 1 = BP's size)
 
-``pc_common.infer`` divides its weight gradient by the output precision β, so g_PC estimates ∂L/∂Θ at any β and the
-relative error is meaningful, not only the cosine. A *layer* is a module owning parameters (a ``Linear``: weight and
-bias flattened together).
+``pc_common.infer`` divides its weight gradient by the output precision β, so g_PC has the scale of ∂L/∂Θ whatever
+β (it tends to ∂L/∂Θ as β → 0) and the relative error is meaningful, not only the cosine. A *layer* is a module
+owning parameters (a ``Linear``: weight and bias flattened together).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -65,14 +68,13 @@ def compare(pc_grads: dict[str, torch.Tensor], bp_grads: dict[str, torch.Tensor]
     """Cosine and relative error per layer, and over all layers at once (key ``"all"``).
 
     Returns:
-        ``{layer: {"cosine": …, "rel_error": …}}``.
+        ``{layer: {"cosine": …, "rel_error": …, "ratio": ‖g_PC‖ / ‖g_BP‖}}``.
     """
-    out = {
-        name: {"cosine": float(cosine(pc_grads[name], g, 0)), "rel_error": relative_error(pc_grads[name], g)}
-        for name, g in bp_grads.items()
-    }
-    a, b = torch.cat(list(pc_grads.values())), torch.cat(list(bp_grads.values()))
-    out["all"] = {"cosine": float(cosine(a, b, 0)), "rel_error": relative_error(a, b)}
+    def one(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+        return {"cosine": float(cosine(a, b, 0)), "rel_error": relative_error(a, b), "ratio": float(a.norm() / b.norm())}
+
+    out = {name: one(pc_grads[name], g) for name, g in bp_grads.items()}
+    out["all"] = one(torch.cat(list(pc_grads.values())), torch.cat(list(bp_grads.values())))
     return out
 
 
@@ -82,3 +84,25 @@ def pc_vs_bp(model: nn.Module, x, y, loss="mse", config: PCConfig = PCConfig()) 
     pc_grads, _ = pc_layer_gradients(model, x, y, loss, config)
     model.zero_grad(set_to_none=True)
     return compare(pc_grads, bp_grads)
+
+
+def error_reach(T: int, gamma: float, hops: int) -> float:
+    """The share of BP's error that ``hops`` layers below the output hold after T steps of fixed-prediction inference.
+
+    With every prediction and Jacobian frozen, the errors of a chain follow ε_ℓ ← (1 − γ) ε_ℓ + γ J̄ᵀ_{ℓ+1} ε_{ℓ+1}
+    from ε = 0, with the output error fixed at −β δ_L. Each step either keeps a unit of error where it is
+    (weight 1 − γ) or passes it one layer down (weight γ), so after T steps the layer k hops below the output holds
+
+        ε_{L−k}(T) = P(Bin(T, γ) ≥ k) · (−β δ_{L−k}),   P(Bin(T, γ) ≥ k) = Σ_{j ≥ k} C(T, j) γ^j (1 − γ)^{T−j},
+
+    i.e. its weight update is BP's gradient times this share (exactly, for fixed prediction). For γT ≪ 1 the leading
+    term is C(T, k) γ^k ≈ (γT)^k / k!. Standard PC with a weakly clamped output (β → 0) stays near the feed-forward
+    state, where its dynamics are these.
+
+    Args:
+        T: inference steps; gamma: the step size γ (0 < γ ≤ 1); hops: k, layers between the layer and the output.
+
+    Returns:
+        the share, in [0, 1] (1 for k = 0: the output layer's update is exact from the start).
+    """
+    return sum(math.comb(T, j) * gamma**j * (1 - gamma) ** (T - j) for j in range(hops, T + 1))

@@ -6,8 +6,8 @@ One hidden value node φ with prediction μ = θ0 tanh(x), and an output of vari
 
     F = ½ ‖φ − θ0 tanh(x)‖² + (1/k) ½ ‖y − θ1 tanh(φ)‖²,      BP loss  L = ½ ‖y − θ1 tanh(θ0 tanh(x))‖²
 
-(both averaged over the 100 points). ``pc_common.infer`` returns k ∂F/∂Θ = ∂F/∂Θ / β, which estimates ∂L/∂Θ, and
-compares directly with the BP gradient; the cosine between the two does not depend on that scale at all.
+(both averaged over the 100 points). ``pc_common.infer`` returns k ∂F/∂Θ = ∂F/∂Θ / β, which has the scale of ∂L/∂Θ
+and tends to it as β → 0, so it compares directly with the BP gradient; the cosine does not depend on that scale.
 
 The whole grid runs as one batch: :class:`ToyGrid` holds G weight pairs, and column g of every tensor belongs to the
 pair (θ0[g], θ1[g]). The energy is summed over columns, but no term couples two columns, so each column relaxes and
@@ -118,7 +118,7 @@ def landscape(
 
 
 def cosine_stats(results: dict[float, dict[str, np.ndarray]], threshold: float = 0.9) -> list[dict[str, float]]:
-    """Per output variance k: mean and median cosine over the grid, and the fraction of points above ``threshold``.
+    """Per output variance k: mean, median and minimum cosine over the grid, and the fraction above ``threshold``.
 
     Points where the BP gradient vanishes (cosine NaN) are left out; ``points`` counts those kept.
     """
@@ -130,10 +130,23 @@ def cosine_stats(results: dict[float, dict[str, np.ndarray]], threshold: float =
             "beta": 1.0 / k,
             "mean_cosine": float(cos.mean()),
             "median_cosine": float(np.median(cos)),
+            "min_cosine": float(cos.min()),
             f"fraction_cosine_gt_{threshold}": float((cos > threshold).mean()),
             "points": int(cos.size),
         })
     return rows
+
+
+def worst_points(r: dict[str, np.ndarray], theta0_axis, theta1_axis, below: float = -0.99) -> list[dict[str, float]]:
+    """The grid points where PC's update points against BP's gradient (cosine below ``below``), with |g_BP| there.
+
+    Returns:
+        one ``{"theta0", "theta1", "cosine", "bp_grad_norm"}`` per such point.
+    """
+    rows, cols = np.nonzero(np.nan_to_num(r["cosine"], nan=1.0) < below)
+    norm = np.hypot(*r["bp_grad"])
+    return [{"theta0": float(theta0_axis[j]), "theta1": float(theta1_axis[i]), "cosine": float(r["cosine"][i, j]),
+             "bp_grad_norm": float(norm[i, j])} for i, j in zip(rows, cols)]
 
 
 def plot_landscapes(results: dict[float, dict[str, np.ndarray]], theta0_axis, theta1_axis):
@@ -152,42 +165,53 @@ def plot_landscapes(results: dict[float, dict[str, np.ndarray]], theta0_axis, th
             im = ax.imshow(img, origin="lower", extent=extent, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
             fig.colorbar(im, ax=ax)
             ax.set_title(f"{title}  (k = {k:g})")
-            ax.set_xlabel("θ0")
-            ax.set_ylabel("θ1")
+            ax.set_xlabel("θ₀")
+            ax.set_ylabel("θ₁")
     fig.tight_layout()
     return fig
 
 
-def plot_directions(results: dict[float, dict[str, np.ndarray]], theta0_axis, theta1_axis, arrows: int = 12):
-    """One panel per k: the cosine map, with unit descent directions −g of BP (black) and PC (orange) on top."""
+def plot_directions(results: dict[float, dict[str, np.ndarray]], theta0_axis, theta1_axis, arrows: int = 10):
+    """One panel per k: the cosine map, with unit descent directions −g of BP (black) and PC (orange) on top.
+
+    White circles mark the two exact minima θ = ±(1, 1) (no BP direction there); red crosses the grid points where
+    PC's update points against BP's gradient (cosine below −0.99, :func:`worst_points`).
+    """
     extent = [float(theta0_axis[0]), float(theta0_axis[-1]), float(theta1_axis[0]), float(theta1_axis[-1])]
     t0, t1 = np.meshgrid(np.asarray(theta0_axis.cpu()), np.asarray(theta1_axis.cpu()))
     step = max(1, len(theta0_axis) // arrows)
     sub = (slice(step // 2, None, step), slice(step // 2, None, step))
-    fig, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 4.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 4.8), squeeze=False, layout="constrained")
     for ax, (k, r) in zip(axes[0], results.items()):
         im = ax.imshow(r["cosine"], origin="lower", extent=extent, cmap="coolwarm_r", vmin=-1, vmax=1, aspect="auto")
-        for grad, color, label in ((r["bp_grad"], "black", "BP"), (r["pc_grad"], "tab:orange", "PC")):
+        # BP's arrows wide and underneath, PC's narrow on top: where they coincide both stay visible.
+        for grad, color, label, width in ((r["bp_grad"], "black", "BP: −g_BP", 0.014),
+                                          (r["pc_grad"], "tab:orange", "PC: −g_PC", 0.006)):
             u, v = -grad[0][sub], -grad[1][sub]
             norm = np.hypot(u, v) + 1e-300
-            ax.quiver(t0[sub], t1[sub], u / norm, v / norm, color=color, label=label, scale=25, width=0.006)
+            ax.quiver(t0[sub], t1[sub], u / norm, v / norm, color=color, label=label, scale=14, width=width)
+        ax.plot([-1, 1], [-1, 1], "o", mfc="white", mec="black", ms=7, label="exact minima ±(1, 1)")
+        worst = worst_points(r, theta0_axis, theta1_axis)
+        ax.plot([w["theta0"] for w in worst], [w["theta1"] for w in worst], "x", color="red", ms=9, mew=2.5,
+                label="cos < −0.99")
         ax.set_title(f"k = {k:g}")
-        ax.set_xlabel("θ0")
-        ax.set_ylabel("θ1")
-        ax.legend(loc="lower left", fontsize=8)
+        ax.set_xlabel("θ₀")
+        ax.set_ylabel("θ₁")
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=9)
     fig.colorbar(im, ax=axes[0].tolist(), label="cos(PC update, BP gradient)")
     fig.suptitle("Cosine between PC update and BP gradient (colour) and unit descent directions (arrows)")
     return fig
 
 
-def plot_cosine_histograms(results: dict[float, dict[str, np.ndarray]], bins: Sequence[float] | int = 40):
-    """Histogram of the per-point cosine, one line per k."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    for k, r in results.items():
-        ax.hist(r["cosine"].ravel(), bins=bins, range=(-1, 1), histtype="step", lw=2, label=f"k = {k:g}")
+def plot_cosine_histograms(results: dict[float, dict[str, np.ndarray]], bins: Sequence[float] | int = 20):
+    """Histogram of the per-point cosine, one bar colour per k, bars side by side (so no k hides another's bar)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    cosines = [r["cosine"][np.isfinite(r["cosine"])] for r in results.values()]
+    ax.hist(cosines, bins=bins, range=(-1, 1), label=[f"k = {k:g}" for k in results])
     ax.set_xlabel("cosine between PC weight update and BP gradient")
-    ax.set_ylabel("grid points")
+    ax.set_ylabel("grid points (log scale)")
     ax.set_yscale("log")
-    ax.set_title("Agreement over the (θ0, θ1) grid")
+    ax.set_title("Agreement over the (θ₀, θ₁) grid")
     ax.legend()
     return fig
