@@ -39,6 +39,7 @@ PENDING = {
     "PC_BP_Gradients/3_scalar_function.ipynb",
     "classification/FLOPs.ipynb",
     "classification/comparison.ipynb",
+    "classification/full_scale_diagnosis.ipynb",
     "classification/sequences.ipynb",
     "compression/FLOPs.ipynb",
     "compression/comparison.ipynb",
