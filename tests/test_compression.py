@@ -1,4 +1,5 @@
-"""Tests of compression.models and compression.compare: one network for BP and PC, codes inferred with frozen weights."""
+"""Tests of compression.models and compression.compare: one network for BP and PC, codes inferred with frozen weights,
+and the controls (the BP-trained auto-decoder, the fitted prior, code refinement, paired statistics)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from compression import compare
 from compression.models import (
     AE_PC,
     DECODER_PC,
+    AutoDecoder,
     autoencoder,
     autoencoder_evaluator,
     build,
     decoder_as_generative,
     decoder_evaluator,
+    fit_gaussian,
     gaussian_samples,
     generative,
     halves,
@@ -27,8 +30,12 @@ from compression.models import (
     prior_mean,
     reconstruction_data,
     reconstruction_metrics,
+    refine_codes,
+    refinement_vs_steps,
 )
+from compression.models.controls import choose_step, merge_controls
 from compression.models.costs import agreement, networks, profiler_flops, ratios_vs_T
+from compression.models.experiment import mean_sem, paired_difference
 
 SHAPES = [(1, 28, 28), (3, 32, 32)]
 
@@ -147,7 +154,7 @@ def test_codes_do_not_depend_on_the_batch(arch, images):
     assert torch.allclose(codes[37][:1], codes[1], rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("name", ["pc-decoder", "pc-ae"])
+@pytest.mark.parametrize("name", ["pc-decoder", "pc-ae", "bp-decoder"])
 def test_energy_falls_during_inference_at_the_chosen_settings(name, images):
     """At the default γ, momentum and T the energy F never rises during inference on real digits (fresh network)."""
     torch.manual_seed(0)
@@ -155,6 +162,8 @@ def test_energy_falls_during_inference_at_the_chosen_settings(name, images):
     x = images[:64]
     if name == "pc-decoder":
         energies = infer_codes(model, x, 64, DECODER_PC)[1]
+    elif name == "bp-decoder":
+        energies = infer_codes(model.generative, x, 64, model.config)[1]
     else:
         energies = pc.infer(model, x, x, "mse", AE_PC, weight_grads=False).energies
     assert bool((energies.diff() <= 1e-9).all())
@@ -205,12 +214,55 @@ def test_compare_cli_runs_and_writes_json(tmp_path, capsys, monkeypatch):
                   "--no-compile", "--json", str(out)])
     table = capsys.readouterr().out
     data = json.loads(out.read_text())
-    assert [r["model"] for r in data["summary"]] == ["bp-ae", "pc-ae", "pc-decoder"]
+    assert [r["model"] for r in data["summary"]] == ["bp-ae", "pc-ae", "pc-decoder", "bp-decoder"]
     for row in data["summary"]:
         assert row["model"] in table and row["test_mse"] > 0 and row["test_seconds_per_batch"] > 0
-    # The decoder has half the autoencoder's weights: it has no encoder.
+    # The decoders have half the autoencoder's weights: they have no encoder.
     params = {r["model"]: r["parameters"] for r in data["summary"]}
-    assert params["bp-ae"] == params["pc-ae"] > params["pc-decoder"]
+    assert params["bp-ae"] == params["pc-ae"] > params["pc-decoder"] == params["bp-decoder"]
+    # One seed: each paired difference is that seed's difference of the two models' test MSE.
+    mse = {r["model"]: r["test_mse"] for r in data["runs"]}
+    for d in data["paired"]:
+        assert d["mean"] == pytest.approx(mse[d["a"]] - mse[d["b"]], rel=1e-12)
+    assert not out.with_suffix(".parts").exists()  # the per-seed parts are merged, then removed
+
+
+def test_compare_cli_resumes_from_the_parts_of_a_stopped_run(tmp_path, monkeypatch):
+    """A run stopped after its first seed loses nothing: the rerun reads that seed's part and trains only the next.
+
+    Oracle: the part written by the first run, and a training function that counts which seeds it is asked for.
+    A part written under other settings (here another learning rate) is not reused.
+    """
+    trained = []
+    real = compare.one_seed
+
+    def counting(args, splits, latent, seed, main_process):
+        trained.append(seed)
+        return real(args, splits, latent, seed, main_process)
+
+    monkeypatch.setattr(compare, "one_seed", counting)
+    out = tmp_path / "c.json"
+    base = ["--model", "bp-ae", "--epochs", "1", "--max-batches", "1", "--subset", "100", "--latent", "4",
+            "--device", "cpu", "--no-compile", "--json", str(out)]
+    compare.main([*base, "--seeds", "1"])
+    first = json.loads(out.read_text())["runs"][0]
+    # Put the first seed back as the part a stopped two-seed run would have left.
+    parts = out.with_suffix(".parts")
+    parts.mkdir()
+    settings = json.loads(json.dumps(compare.settings(compare.parse_args([*base, "--seeds", "2"]))))
+    (parts / "latent4_seed0.json").write_text(json.dumps({"settings": settings, "latent": 4, "seed": 0,
+                                                          "runs": [first]}))
+    trained.clear()
+    merged = compare.main([*base, "--seeds", "2"])
+    assert trained == [1]
+    assert merged["runs"][0] == first
+    # Other settings: the same part is not trusted.
+    parts.mkdir()
+    (parts / "latent4_seed0.json").write_text(json.dumps({"settings": settings, "latent": 4, "seed": 0,
+                                                          "runs": [first]}))
+    trained.clear()
+    compare.main([*base, "--seeds", "1", "--lr", "1e-3"])
+    assert trained == [0]
 
 
 def test_compare_cli_offline_dataset_is_a_clear_error(monkeypatch):
@@ -233,51 +285,171 @@ def test_halves_compose_to_the_autoencoder():
         assert torch.equal(decoder(encoder(x)), model(x))
 
 
-def test_inferred_codes_from_a_start_descend_the_energy_with_the_prior_moved_there(images):
-    """With a start m, inference is T steps of plain gradient descent on the hand-written
-    F = ½‖φ_z − m‖² + ½‖φ_h − tanh(W₃φ_z + b₃)‖² + ½‖x − σ(W₄φ_h + b₄)‖², from φ_z = m, φ_h = tanh(W₃m + b₃).
+def test_inference_behind_a_fitted_prior_descends_the_energy_with_that_prior(images):
+    """With the prior N(m, S) (z = m + L u, S = L Lᵀ), inference is T steps of plain gradient descent on the
+    hand-written F = ½‖u‖² + ½‖φ_h − tanh(W₃(m + L u) + b₃)‖² + ½‖x − σ(W₄φ_h + b₄)‖², from u = 0 (z = m) and
+    φ_h = tanh(W₃m + b₃); ½‖u‖² is ½(z − m)ᵀS⁻¹(z − m).
 
-    Oracle: the same descent written with autograd on that formula (float64). This is the energy the amortisation-gap
-    control uses when it refines an encoder's codes, so the prior must follow the start.
+    Oracle: the same descent written with autograd on that formula (float64). This is the energy the control uses
+    to give the BP autoencoder's decoder inference, with the prior fitted to its own codes.
     """
     torch.manual_seed(0)
     model = autoencoder("mlp", latent=8).double()
     encoder, _ = halves(model)
-    generative_bp = decoder_as_generative(model)
     x = images[:16]
     with torch.no_grad():
-        m = encoder(x)
+        m, scale = fit_gaussian(encoder(images))
+    generative_bp = decoder_as_generative(model, (m, scale))
     gamma, T = 0.1, 5
-    codes = infer_codes(generative_bp, x, 8, pc.PCConfig(T=T, inference_lr=gamma), start=m)[0]
-    lin3, lin4 = generative_bp[1], generative_bp[4]
+    u_inferred = infer_codes(generative_bp, x, 8, pc.PCConfig(T=T, inference_lr=gamma))[0]
+    lin3, lin4 = generative_bp[2], generative_bp[5]
     with torch.no_grad():
-        z, h = m.clone(), torch.tanh(lin3(m))
+        u, h = torch.zeros(16, 8, dtype=torch.float64), torch.tanh(lin3(m)).expand(16, -1).clone()
     for _ in range(T):
-        z.requires_grad_(True)
+        u.requires_grad_(True)
         h.requires_grad_(True)
-        energy = (0.5 * (z - m).pow(2).sum() + 0.5 * (h - torch.tanh(lin3(z))).pow(2).sum()
+        energy = (0.5 * u.pow(2).sum() + 0.5 * (h - torch.tanh(lin3(m + u @ scale.T))).pow(2).sum()
                   + 0.5 * (x.flatten(1) - torch.sigmoid(lin4(h))).pow(2).sum())
-        gz, gh = torch.autograd.grad(energy, (z, h))
-        z, h = (z - gamma * gz).detach(), (h - gamma * gh).detach()
-    assert relative_error(codes, z) < 1e-12
+        gu, gh = torch.autograd.grad(energy, (u, h))
+        u, h = (u - gamma * gu).detach(), (h - gamma * gh).detach()
+    assert relative_error(u_inferred, u) < 1e-12
+    # The prior's whitening is exact: ½‖u‖² = ½ (z − m)ᵀ S⁻¹ (z − m) at z = m + L u.
+    z = generative_bp[1](u)
+    S = scale @ scale.T
+    mahalanobis = ((z - m) * torch.linalg.solve(S, (z - m).T).T).sum(1)
+    assert torch.allclose(u.pow(2).sum(1), mahalanobis, rtol=1e-10)
 
 
-def test_inference_from_the_encoders_codes_at_T0_is_the_autoencoder(images):
-    """inference_vs_steps with the encoder as start and T = 0 decodes E(x): the autoencoder's own MSE and code norm.
+def test_inference_curve_behind_a_fitted_prior_starts_at_its_mean(images):
+    """At T = 0 every code is the prior's mean m: the curve's MSE is that of D(m), its code norm ‖m‖, moved 0.
+
+    Oracle: the decoder half applied to m directly.
+    """
+    torch.manual_seed(0)
+    model = autoencoder("mlp", latent=8).double()
+    encoder, decoder = halves(model)
+    with torch.no_grad():
+        prior = fit_gaussian(encoder(images))
+        direct = float((decoder(prior[0].expand(100, -1)) - images[:100]).pow(2).mean())
+    loader = pc.TensorLoader(images[:100], images[:100], 64)
+    curve = inference_vs_steps(decoder_as_generative(model, prior), loader, 8, DECODER_PC, [0, 3])
+    assert curve["mse"][0] == pytest.approx(direct, rel=1e-12)
+    assert curve["code_norm"][0] == pytest.approx(float(prior[0].norm()), rel=1e-12)
+    assert curve["moved"][0] == 0 and curve["moved"][1] > 0
+
+
+def test_refined_codes_descend_the_decoders_own_loss_without_a_prior(images):
+    """refine_codes is heavy-ball gradient descent on L(z) = ½‖x − D(z)‖² from the start (v ← m v + ∂L/∂z,
+    z ← z − γ v), with no term that pulls z back to the start; it keeps the codes at the requested steps and
+    leaves the decoder's weights and .grad alone.
+
+    Oracle: the same descent written by hand with autograd on that formula (float64).
+    """
+    torch.manual_seed(0)
+    model = autoencoder("mlp", latent=8).double()
+    encoder, decoder = halves(model)
+    x = images[:16]
+    with torch.no_grad():
+        start = encoder(x)
+    gamma, momentum, T = 0.5, 0.5, 6
+    kept, trace = refine_codes(decoder, x, start, pc.PCConfig(T=T, inference_lr=gamma, momentum=momentum), [0, 2, 6])
+    z, v, losses, by_hand = start.clone(), torch.zeros_like(start), [], {0: start.clone()}
+    for t in range(1, T + 1):
+        z.requires_grad_(True)
+        loss = 0.5 * (x - decoder(z)).pow(2).sum()
+        losses.append(float(loss.detach()) / 16)
+        (g,) = torch.autograd.grad(loss, z)
+        v = momentum * v + g
+        z = (z - gamma * v).detach()
+        by_hand[t] = z.clone()
+    assert sorted(kept) == [0, 2, 6]
+    for t in kept:
+        assert relative_error(kept[t], by_hand[t]) < 1e-12
+    assert trace[:T].tolist() == pytest.approx(losses, rel=1e-12)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_refinement_curve_at_T0_is_the_autoencoder(images):
+    """refinement_vs_steps at T = 0 decodes E(x): the autoencoder's own MSE and code norm, and the codes have not
+    moved; a few steps later they have.
 
     Oracle: the autoencoder's forward pass (a round trip through the shared halves), so the control curve starts
     exactly at the BP autoencoder.
     """
     torch.manual_seed(0)
     model = autoencoder("mlp", latent=8).double()
-    encoder, _ = halves(model)
+    encoder, decoder = halves(model)
     loader = pc.TensorLoader(images[:100], images[:100], 64)
-    curve = inference_vs_steps(decoder_as_generative(model), loader, 8, DECODER_PC, [0], encoder=encoder)
+    curve = refinement_vs_steps(decoder, encoder, loader, pc.PCConfig(inference_lr=0.5, momentum=0.5), [0, 4])
     with torch.no_grad():
         mse = float((model(images[:100]) - images[:100]).pow(2).mean())
         norm = float(encoder(images[:100]).norm(dim=1).mean())
     assert curve["mse"][0] == pytest.approx(mse, rel=1e-12)
     assert curve["code_norm"][0] == pytest.approx(norm, rel=1e-12)
+    assert curve["moved"][0] == 0 and curve["moved"][1] > 0
+
+
+def test_auto_decoder_is_backprop_at_the_inferred_codes(images):
+    """The auto-decoder's BP gradient is ∂/∂Θ of ½‖x − D(z*)‖² (batch mean) at the code z* that PC inference gives
+    with the weights frozen, z* held fixed: the control differs from the PC decoder in the weight update only.
+
+    Oracle: autograd on that formula, with z* from infer_codes (float64). Its forward pass codes an image as the PC
+    decoder's evaluation does, and a seed gives both decoders the same initial weights.
+    """
+    torch.manual_seed(0)
+    x = images[:16]
+    config = pc.PCConfig(T=6, inference_lr=0.1, momentum=0.5)
+    model = AutoDecoder(generative("mlp", latent=8).double(), 8, config)
+    pc.bp_gradients(model, x, x, "mse")
+    codes = infer_codes(model.generative, x, 8, config)[0]
+    params = list(model.generative.parameters())
+    loss = 0.5 * (x - model.generative(codes)).pow(2).flatten(1).sum(1).mean()
+    for p, g in zip(params, torch.autograd.grad(loss, params)):
+        assert relative_error(p.grad, g) < 1e-12
+    with torch.no_grad():
+        assert torch.equal(model(x), model.generative(codes))
+    torch.manual_seed(0)
+    a = build("pc-decoder")
+    torch.manual_seed(0)
+    b = build("bp-decoder")
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_choose_step_takes_the_lowest_error_whose_trace_never_rose():
+    """The rule that picks γ for the BP decoder: a lower error at a γ whose energy rose (or blew up) is refused."""
+    trials = {0.05: {"val_mse": 0.04, "rises": 0}, 0.1: {"val_mse": 0.03, "rises": 0},
+              0.2: {"val_mse": 0.02, "rises": 3}, 5.0: {"val_mse": None, "rises": None}}
+    assert choose_step(trials) == 0.1
+    assert choose_step({0.2: {"val_mse": 0.02, "rises": 3}, 0.5: {"val_mse": 0.01, "rises": 1}}) == 0.2
+
+
+def test_paired_differences_are_taken_seed_by_seed():
+    """mean ± standard error of a − b over the seeds both models ran, the standard error being std/√n.
+
+    Oracle: the differences worked by hand; a common seed offset (the shared batch order) cancels.
+    """
+    records = [{"model": m, "latent": 8, "seed": s, "test_mse": base + offset}
+               for s, offset in enumerate((0.0, 1.0, 2.0)) for m, base in (("a", 0.5), ("b", 0.2))]
+    records.append({"model": "a", "latent": 8, "seed": 3, "test_mse": 9.0})  # no partner: left out
+    d = paired_difference(records, "a", "b")
+    assert d["seeds"] == [0, 1, 2] and d["per_seed"] == pytest.approx([0.3, 0.3, 0.3])
+    assert d["mean"] == pytest.approx(0.3) and d["sem"] == pytest.approx(0.0, abs=1e-12)
+    stats = mean_sem([1.0, 2.0, 4.0])
+    assert stats["std"] == pytest.approx((7 / 3) ** 0.5) and stats["sem"] == pytest.approx((7 / 9) ** 0.5)
+    with pytest.raises(ValueError):
+        paired_difference([*records, {"model": "b", "latent": 16, "seed": 0, "test_mse": 0.0}], "a", "b")
+
+
+def test_merged_controls_pair_each_curve_with_the_pc_decoder_seed_by_seed():
+    """merge_controls: per-T mean over seeds of each curve, and of its difference from the PC decoder's same seed."""
+    def seed(pc_mse, bp_mse):
+        curve = lambda mse: {"T": [0, 5], "mse": mse, "code_norm": [0.0, 1.0], "moved": [0.0, 1.0], "rises": 0}
+        return {"curves": {"pc-decoder": curve(pc_mse), "bp-decoder": curve(bp_mse)}}
+
+    merged = merge_controls([seed([0.1, 0.05], [0.1, 0.07]), seed([0.2, 0.06], [0.2, 0.10])])
+    assert merged["T"] == [0, 5]
+    assert merged["curves"]["bp-decoder"]["mse"][1]["mean"] == pytest.approx(0.085)
+    assert [d["mean"] for d in merged["minus_pc_decoder"]["bp-decoder"]] == pytest.approx([0.0, 0.03])
 
 
 def test_gaussian_samples_follow_the_fitted_gaussian():

@@ -1,16 +1,21 @@
-"""Compression models: autoencoders (BP or PC) and a decoder-only generative network whose codes are inferred."""
+"""Compression models: autoencoders (BP or PC) and decoder-only networks whose codes are inferred (trained by PC or BP)."""
 
 from .coding import (
+    AutoDecoder,
+    GaussianPrior,
     autoencoder_evaluator,
     decode,
     decoder_as_generative,
     decoder_evaluator,
+    fit_gaussian,
     gaussian_samples,
     infer_codes,
     inference_vs_steps,
     prior_mean,
     reconstruction_data,
     reconstruction_metrics,
+    refine_codes,
+    refinement_vs_steps,
     subset,
 )
 from .experiment import (
@@ -41,7 +46,9 @@ from .plots import image_rows, plot_lines
 __all__ = [
     "AE_PC",
     "ARCHS",
+    "AutoDecoder",
     "DECODER_PC",
+    "GaussianPrior",
     "MODELS",
     "autoencoder",
     "autoencoder_evaluator",
@@ -53,6 +60,7 @@ __all__ = [
     "decoder_as_generative",
     "decoder_evaluator",
     "default_config",
+    "fit_gaussian",
     "format_table",
     "gaussian_samples",
     "generative",
@@ -67,6 +75,8 @@ __all__ = [
     "reconstruct",
     "reconstruction_data",
     "reconstruction_metrics",
+    "refine_codes",
+    "refinement_vs_steps",
     "run",
     "subset",
     "summary",

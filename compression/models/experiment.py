@@ -1,10 +1,12 @@
 """One comparison run: build a model, train it with its rule, report test MSE, size and time.
 
-Three models, one decoder:
+Four models, one decoder:
 
     bp-ae       autoencoder x̂ = D(E(x)) trained by backprop
     pc-ae       the very same autoencoder trained by PC (value nodes on every hidden block and on the code)
     pc-decoder  the decoder alone; the code of every image is inferred (training and test) with x clamped
+    bp-decoder  the control: the same decoder, its codes inferred in the same way, but the weights trained by
+                backprop at the inferred codes (an auto-decoder, :class:`compression.models.AutoDecoder`)
 
 Test MSE is read at the best-validation epoch (lowest validation ½‖x − x̂‖²); the test split is never used to choose.
 """
@@ -20,11 +22,18 @@ from torch import nn
 from pc_common import PCConfig, Splits, fit, seed_everything
 from pc_common.flops import time_step
 
-from .coding import autoencoder_evaluator, decode, decoder_evaluator, infer_codes, reconstruction_data
+from .coding import (
+    AutoDecoder,
+    autoencoder_evaluator,
+    decode,
+    decoder_evaluator,
+    infer_codes,
+    reconstruction_data,
+)
 from .networks import autoencoder, generative
 
-MODELS = ("bp-ae", "pc-ae", "pc-decoder")
-RULES = {"bp-ae": "bp", "pc-ae": "pc", "pc-decoder": "pc"}
+MODELS = ("bp-ae", "pc-ae", "pc-decoder", "bp-decoder")
+RULES = {"bp-ae": "bp", "pc-ae": "pc", "pc-decoder": "pc", "bp-decoder": "bp"}
 # Inference settings chosen on the validation split of mnist-5k (MLP, latent 64, 3 epochs, batch 64, α = 2e-3; the
 # sweep is recorded in compression/results/tuning_mnist-5k.json). Decoder: among T ∈ {20, 35, 50},
 # γ ∈ {0.05, 0.1, 0.2, 0.3}, momentum ∈ {0, 0.5, 0.8}, the lowest validation MSE whose energy never rose during
@@ -32,22 +41,29 @@ RULES = {"bp-ae": "bp", "pc-ae": "pc", "pc-decoder": "pc"}
 # after 3 epochs; after the notebook's 10 epochs its energy rose at 3 of 35 steps (heavy-ball overshoot near the
 # minimum), so the decoder uses the best setting whose energy still falls at every step after 10 epochs, momentum 0.5
 # (the "ten_epoch_check" in the JSON). Autoencoder: a small grid (T ∈ {4, 8}, γ ∈ {0.1, 0.2}, momentum ∈ {0, 0.5}),
-# all within 3%. At these settings the energy falls monotonically (tests/test_compression.py).
+# all within 3%. At these settings the energy falls monotonically (tests/test_compression.py). The auto-decoder
+# (bp-decoder) infers its codes with the decoder's settings, so the two decoders differ in their weight update only.
 AE_PC = PCConfig(T=8, inference_lr=0.1)
 DECODER_PC = PCConfig(T=35, inference_lr=0.05, momentum=0.5)
 
 
 def default_config(name: str) -> PCConfig | None:
-    """The PC inference settings of a model (None for BP)."""
-    return {"pc-ae": AE_PC, "pc-decoder": DECODER_PC}.get(name)
+    """The inference settings of a model: PC's for the PC models, the codes' for the auto-decoder (None for bp-ae)."""
+    return {"pc-ae": AE_PC, "pc-decoder": DECODER_PC, "bp-decoder": DECODER_PC}.get(name)
 
 
-def build(name: str, arch: str = "mlp", input_shape=(1, 28, 28), latent: int = 64) -> nn.Module:
-    """The network of model ``name`` (``bp-ae`` and ``pc-ae`` are the same definition)."""
+def build(name: str, arch: str = "mlp", input_shape=(1, 28, 28), latent: int = 64, pc: PCConfig | None = None
+          ) -> nn.Module:
+    """The network of model ``name``: ``bp-ae`` and ``pc-ae`` are the same definition, and so are the two decoders.
+
+    ``pc`` is the auto-decoder's inference (default :data:`DECODER_PC`); the other models do not hold one.
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if name == "pc-decoder":
         return generative(arch, input_shape, latent)
+    if name == "bp-decoder":
+        return AutoDecoder(generative(arch, input_shape, latent), latent, pc or DECODER_PC)
     return autoencoder(arch, input_shape, latent)
 
 
@@ -61,7 +77,8 @@ def train(name: str, splits: Splits, *, arch: str = "mlp", latent: int = 64, epo
           compile: bool = False):
     """Seed, build and train model ``name`` on reconstruction; the model ends at its best-validation epoch.
 
-    The seed fixes the initial weights (``bp-ae`` and ``pc-ae`` start identical) and the order of the batches.
+    The seed fixes the initial weights (``bp-ae`` and ``pc-ae`` start identical, and so do ``pc-decoder`` and
+    ``bp-decoder``) and the order of the batches.
 
     Args:
         name: one of :data:`MODELS`.
@@ -74,25 +91,29 @@ def train(name: str, splits: Splits, *, arch: str = "mlp", latent: int = 64, epo
         seed: run seed.
         max_batches: stop each epoch early (quick runs).
         progress: tqdm bars.
-        compile: fill the gradients with a compiled step (:class:`pc_common.CompiledStep`).
+        compile: fill the gradients with a compiled step (:class:`pc_common.CompiledStep`); the auto-decoder always
+            runs eagerly (its forward pass is an inference loop, which the compiled BP step does not trace).
 
     Returns:
-        (model, :class:`pc_common.History`, the PC config used or None).
+        (model, :class:`pc_common.History`, the inference config used or None).
     """
     pc = pc or default_config(name)
     seed_everything(seed)
-    model = build(name, arch, splits.input_shape, latent).to(splits.train.x.device)
+    model = build(name, arch, splits.input_shape, latent, pc).to(splits.train.x.device)
     data = reconstruction_data(splits, latent if name == "pc-decoder" else None)
     if data.train.generator is not None:
         data.train.generator.manual_seed(seed)
+    # The auto-decoder maps an image to its reconstruction (its forward pass infers the code), like an autoencoder.
     evaluator = decoder_evaluator(latent, pc) if name == "pc-decoder" else autoencoder_evaluator
     history = fit(model, data, RULES[name], epochs=epochs, lr=lr, loss="mse", pc=pc or PCConfig(), classify=False,
-                  evaluator=evaluator, max_batches=max_batches, progress=progress, compile=compile)
+                  evaluator=evaluator, max_batches=max_batches, progress=progress,
+                  compile=compile and name != "bp-decoder")
     return model, history, pc
 
 
 def reconstruct(name: str, model: nn.Module, images: torch.Tensor, latent: int, pc: PCConfig | None) -> torch.Tensor:
-    """x̂ of a batch: a forward pass for an autoencoder; inferred codes, then the decoder, for ``pc-decoder``."""
+    """x̂ of a batch: a forward pass for an autoencoder and the auto-decoder (which infers its codes inside);
+    inferred codes, then the decoder, for ``pc-decoder``."""
     if name == "pc-decoder":
         return decode(model, infer_codes(model, images, latent, pc or DECODER_PC)[0])
     return decode(model, images)
@@ -129,13 +150,13 @@ def run(name: str, splits: Splits, *, arch: str = "mlp", latent: int = 64, epoch
 
 
 def summary(records: list[dict]) -> list[dict]:
-    """Mean (and std over seeds) of every reported number, one row per model."""
+    """Mean (and std over seeds) of every reported number, one row per model and code size, in the order run."""
     rows = []
-    for name in dict.fromkeys(r["model"] for r in records):
-        runs = [r for r in records if r["model"] == name]
+    for latent, name in dict.fromkeys((r["latent"], r["model"]) for r in records):
+        runs = [r for r in records if r["model"] == name and r["latent"] == latent]
         mse = [r["test_mse"] for r in runs]
         rows.append({
-            "model": name, "seeds": len(runs), "test_mse": statistics.mean(mse),
+            "model": name, "latent": latent, "seeds": len(runs), "test_mse": statistics.mean(mse),
             "test_mse_std": statistics.stdev(mse) if len(mse) > 1 else 0.0,
             "parameters": runs[0]["parameters"],
             "train_seconds_per_epoch": statistics.mean(r["train_seconds_per_epoch"] for r in runs),
@@ -145,8 +166,28 @@ def summary(records: list[dict]) -> list[dict]:
     return rows
 
 
+def mean_sem(values: list[float]) -> dict:
+    """Mean, standard deviation and standard error of the mean (std / √n) of per-seed values, with the values."""
+    n = len(values)
+    std = statistics.stdev(values) if n > 1 else 0.0
+    return {"mean": statistics.mean(values), "std": std, "sem": std / n ** 0.5, "per_seed": list(values)}
+
+
+def paired_difference(records: list[dict], a: str, b: str, key: str = "test_mse") -> dict:
+    """``key`` of model ``a`` minus that of model ``b``, seed by seed, as :func:`mean_sem` (records of one code size).
+
+    The seeds are paired: a seed fixes the batch order for every model and the initial weights of each pair that
+    shares a network (the two autoencoders, the two decoders), so the seed-to-seed spread cancels in the difference.
+    """
+    if len({r["latent"] for r in records}) > 1:
+        raise ValueError("pair the runs of one code size at a time")
+    by = {(r["model"], r["seed"]): r[key] for r in records}
+    seeds = sorted(seed for model, seed in by if model == a and (b, seed) in by)
+    return {"a": a, "b": b, "key": key, "seeds": seeds, **mean_sem([by[a, seed] - by[b, seed] for seed in seeds])}
+
+
 def format_table(rows: list[dict]) -> str:
-    """A plain-text table of :func:`summary` rows, with the time ratios to the first row."""
+    """A plain-text table of :func:`summary` rows (one code size), with the time ratios to the first row."""
     head = (f"{'model':<11} {'test MSE':>18} {'params':>9} {'train s/epoch':>14} {'(ratio)':>8} "
             f"{'test s/batch':>13} {'(ratio)':>8}")
     lines = [head, "-" * len(head)]
