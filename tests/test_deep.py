@@ -1,0 +1,188 @@
+"""Tests of pc_common.deep: the μPC residual network, and the closed-form equilibrium of a deep linear network."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import grads, relative_error
+from torch import nn
+
+import pc_common as pc
+from pc_common import deep
+from pc_common.epc import infer_epc
+
+
+def small_net(depth=5, width=6, activation=nn.Tanh, parameterisation="mupc", seed=0, d_in=7, d_out=3):
+    return deep.residual_network(d_in, width, depth, d_out, activation, parameterisation, seed=seed,
+                                 dtype=torch.float64)
+
+
+def test_forward_pass_is_the_mupc_equations():
+    """The module computes μPC's equations, written out here with the weights it holds (float64).
+
+    z_1 = W_1 x/√D, z_ℓ = z_{ℓ−1} + W_ℓ f(z_{ℓ−1})/√(N L), ŷ = W_L f(z_{L−1})/N: if a scale or a skip were misplaced,
+    the depth experiment would not be μPC.
+    """
+    D, N, L = 7, 6, 5
+    model = small_net(L, N, d_in=D)
+    ws = [m.weight for m in model.modules() if isinstance(m, deep.ScaledLinear)]
+    assert len(ws) == L and not any(n.endswith("bias") for n, _ in model.named_parameters())
+    x = torch.randn(4, D, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    z = x @ ws[0].T / math.sqrt(D)
+    for w in ws[1:-1]:
+        z = z + torch.tanh(z) @ w.T / math.sqrt(N * L)
+    y_hat = torch.tanh(z) @ ws[-1].T / N
+    assert relative_error(model(x).detach(), y_hat.detach()) < 1e-14
+    assert len(pc.pc_layers(model)) == L - 1
+
+
+def test_weights_are_standard_normal_for_mupc_and_pytorch_default_for_sp():
+    """μPC draws W_ij ~ N(0, 1) and puts the scales in the forward pass; SP keeps PyTorch's U(±1/√fan_in).
+
+    Checked by the moments of 64×64 draws (4096 samples: the sample variance of N(0, 1) is within 0.1 of 1 with
+    overwhelming probability) and the uniform bound.
+    """
+    mupc = deep.residual_network(64, 64, 4, 10, seed=1)
+    sp = deep.residual_network(64, 64, 4, 10, parameterisation="sp", seed=1)
+    w = mupc[3].linear.weight.detach()
+    assert abs(float(w.var()) - 1) < 0.1 and abs(float(w.mean())) < 0.05
+    w_sp = sp[3].linear.weight.detach()
+    assert float(w_sp.abs().max()) <= 1 / 8 and abs(float(w_sp.var()) - 1 / (3 * 64)) < 0.1 / (3 * 64)
+    assert sp[3].linear.scale == 1.0 and mupc[3].linear.scale == pytest.approx(1 / math.sqrt(64 * 4))
+
+
+def test_seed_fixes_weights_without_touching_the_global_random_state():
+    """Same seed, same network; and building one leaves torch's global generator alone (paired runs stay paired)."""
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = deep.residual_network(10, 8, 6, 3, seed=5)
+    assert torch.equal(torch.rand(1), before)
+    b = deep.residual_network(10, 8, 6, 3, seed=5)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+@pytest.mark.parametrize("activation", [nn.Tanh, nn.ReLU])
+def test_mupc_keeps_activations_and_output_of_order_one_at_every_depth(activation):
+    """At initialisation the residual stream and the output neither explode nor vanish with depth, L = 8 … 128.
+
+    Bounds from the scales (module docstring), for inputs with ‖x‖²/D = 1 and width N = 128: every hidden layer's
+    mean square lies between 1 and 2 (tanh: 1 + E[tanh²] ≤ 2; ReLU: (1 + 1/(2L))^L ≤ √e) up to finite-width
+    fluctuations, so it is tested in [0.7, 2.3]; the output's mean square is E[f(z)²]/N with E[f²] in
+    [0.3, 1], tested as N·E[ŷ²] in [0.2, 1.5]. The standard parameterisation with ReLU grows without bound instead.
+    """
+    D, N = 784, 128
+    x = torch.randn(256, D, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for L in (8, 16, 32, 64, 128):
+        model = deep.residual_network(D, N, L, 10, activation, seed=L, dtype=torch.float64)
+        h, squares = x, []
+        with torch.no_grad():
+            for m in model:
+                h = m(h)
+                if isinstance(m, pc.PCLayer):
+                    squares.append(float(h.pow(2).mean()))
+        assert 0.7 < min(squares) and max(squares) < 2.3, (L, min(squares), max(squares))
+        assert 0.2 < N * float(h.pow(2).mean()) < 1.5, (L, N * float(h.pow(2).mean()))
+    sp = deep.residual_network(D, N, 128, 10, nn.ReLU, "sp", dtype=torch.float64)
+    with torch.no_grad():
+        assert float(sp(x).pow(2).mean()) > 1e3
+
+
+def test_fixed_prediction_on_the_residual_network_equals_backprop(batch):
+    """Fixed prediction at γ = 1, T = L − 1 gives exactly BP's gradient on the residual network (float64).
+
+    The value nodes sit where each prediction depends on the node before it only; were a skip to jump over a node,
+    the error would need another route and this identity would break.
+    """
+    x, y = batch
+    model = deep.residual_network(784, 16, 6, 10, nn.Tanh, dtype=torch.float64)
+    pc.bp_gradients(model, x, y)
+    bp = grads(model)
+    model.zero_grad()
+    pc.infer(model, x, y, "mse", pc.PCConfig(T=5, inference_lr=1.0, fixed_prediction=True))
+    for g_pc, g_bp in zip(grads(model), bp):
+        assert relative_error(g_pc, g_bp) < 1e-12
+
+
+def test_standard_pc_with_a_weak_output_approaches_backprop_on_the_residual_network(batch):
+    """Standard PC relaxed to equilibrium with β → 0 gives BP's gradient to first order in β (small-nudge limit).
+
+    At β = 1e-4 the relative error of every layer's update is O(β) (tested < 1e-2): the nodes are wired so that
+    standard PC trains this network as it trains the MLPs.
+    """
+    x, y = batch
+    model = deep.residual_network(784, 16, 5, 10, nn.Tanh, dtype=torch.float64)
+    pc.bp_gradients(model, x, y)
+    bp = grads(model)
+    model.zero_grad()
+    pc.infer(model, x, y, "mse", pc.PCConfig(T=400, inference_lr=0.3, output_precision=1e-4))
+    for g_pc, g_bp in zip(grads(model), bp):
+        assert relative_error(g_pc, g_bp) < 1e-2
+
+
+@pytest.mark.parametrize("depth", [2, 3, 6])
+def test_linear_equilibrium_energy_matches_brute_force_minimisation(depth):
+    """F* = ½ rᵀ S⁻¹ r is the minimum over the hidden neurons of F for a deep linear network (float64).
+
+    Oracle: F written in the neurons and minimised by solving its normal equations (F is quadratic in the stacked φ:
+    F = ½‖Aφ − b‖², so φ* = lstsq(A, b)), independent of the closed form's derivation.
+    """
+    D, N, out, beta = 4, 3, 2, 0.3
+    model = deep.residual_network(D, N, depth, out, nn.Identity, seed=depth, dtype=torch.float64)
+    maps = deep.layer_maps(model)
+    gen = torch.Generator().manual_seed(depth)
+    x = torch.randn(5, D, dtype=torch.float64, generator=gen)
+    y = torch.randn(5, out, dtype=torch.float64, generator=gen)
+    closed = deep.linear_equilibrium_energy(maps, x, y, beta)
+    H = depth - 1
+    for b in range(5):
+        # Rows: ε_1 = φ_1 − M_1 x; ε_ℓ = φ_ℓ − M_ℓ φ_{ℓ−1}; √β (y − M_L φ_H). Unknowns: φ_1 … φ_H stacked.
+        A = torch.zeros(H * N + out, H * N, dtype=torch.float64)
+        rhs = torch.zeros(H * N + out, dtype=torch.float64)
+        for ell in range(H):
+            A[ell * N:(ell + 1) * N, ell * N:(ell + 1) * N] = torch.eye(N, dtype=torch.float64)
+            if ell == 0:
+                rhs[:N] = maps[0] @ x[b]
+            else:
+                A[ell * N:(ell + 1) * N, (ell - 1) * N:ell * N] = -maps[ell]
+        A[H * N:, (H - 1) * N:] = math.sqrt(beta) * maps[-1]
+        rhs[H * N:] = math.sqrt(beta) * y[b]
+        phi = torch.linalg.lstsq(A, rhs.unsqueeze(1)).solution
+        brute = 0.5 * (A @ phi - rhs.unsqueeze(1)).pow(2).sum()
+        assert float(abs(brute - closed[b]) / brute) < 1e-10
+
+
+@pytest.mark.parametrize("engine", ["standard", "epc"])
+def test_inference_converges_to_the_linear_closed_form_energy(engine):
+    """Standard PC and ePC run to convergence on a deep linear μPC network reach F* = ½ rᵀ S⁻¹ r (float64).
+
+    This is the closed-form equilibrium (Innocenti et al., NeurIPS 2024): it tests both inferences against an
+    equation, not against each other. Both energies are convex quadratics here, so gradient descent at a stable step
+    reaches the unique minimum. ePC's Hessian is I + β PᵀP (P = [P_1 … P_{L−1}], module docstring of deep.py), so
+    its step is set to 1/λ_max = 1/(1 + β‖P‖²), and each step shrinks the distance to the minimum by at least 1 − γ.
+    """
+    D, N, L, beta = 5, 4, 8, 4.0
+    model = deep.residual_network(D, N, L, 3, nn.Identity, seed=1, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, D, dtype=torch.float64, generator=gen)
+    y = torch.randn(6, 3, dtype=torch.float64, generator=gen)
+    maps = deep.layer_maps(model)
+    target = deep.linear_equilibrium_energy(maps, x, y, beta).mean()
+    if engine == "standard":
+        run, config = pc.infer, pc.PCConfig(T=3000, inference_lr=0.3, output_precision=beta)
+    else:
+        blocks = [maps[-1]]  # P_{L−1} = M_L, then P_ℓ = P_{ℓ+1} M_{ℓ+1}
+        for m in reversed(maps[1:-1]):
+            blocks.append(blocks[-1] @ m)
+        gamma = 1 / (1 + beta * float(torch.linalg.matrix_norm(torch.cat(blocks, 1), ord=2)) ** 2)
+        run, config = infer_epc, pc.PCConfig(T=math.ceil(40 / gamma), inference_lr=gamma, output_precision=beta)
+    energies = run(model, x, y, "mse", config, weight_grads=False).energies
+    assert float(abs(energies[-1] - target) / target) < 1e-8
+    assert float(energies[0]) > 2 * float(target)  # inference had work to do
+
+
+def test_per_sample_step_converts_a_batch_mean_step():
+    """jpc's activity step c on the batch-mean energy is c/B per sample: μPC's 0.5 at batch 64 is 0.0078125."""
+    assert deep.per_sample_step(0.5, 64) == 0.5 / 64
