@@ -8,11 +8,17 @@ comparison differs only in how ``.grad`` is filled.
 from __future__ import annotations
 
 import copy
+import random
+import signal
+import sys
+import threading
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -22,7 +28,7 @@ from .compiled import CompiledStep
 from .data import Splits, TensorLoader
 from .energy import Loss, get_loss
 from .inference import PCConfig, bp_gradients, infer
-from .utils import seed_everything
+from .utils import describe_model, load_checkpoint, save_checkpoint, seed_everything
 
 RULES = ("bp", "pc")
 # Weight optimizers by name; both rules get the same one. "sgd" is plain SGD: it applies each update at the size
@@ -77,6 +83,12 @@ class History:
         return {"rule": self.rule, "best_epoch": self.best_epoch, "selection": self.selection, "epochs": self.epochs,
                 "alarms": self.alarms}
 
+    @classmethod
+    def from_dict(cls, record: dict) -> History:
+        """The history that :meth:`to_dict` wrote."""
+        return cls(record["rule"], list(record["epochs"]), record["best_epoch"], record["selection"],
+                   list(record["alarms"]))
+
 
 class DivergenceGuard:
     """Watches a training run for the signs of a blow-up, and says so once, with what to change.
@@ -105,13 +117,25 @@ class DivergenceGuard:
         self.rule, self.pc, self.lr, self.rise_tol, self.jump = rule, pc, lr, rise_tol, jump
         self.device, self.warned, self.first_loss = device, False, None
         self.adapt_step = adapt_step and rule == "pc" and not pc.fixed_prediction
+        # The running loss level (an exponential average over batches, NaN before the first), kept across epochs.
+        self.level = torch.full((), float("nan"), dtype=torch.float64, device=device)
+        self.start_epoch()
 
     def start_epoch(self) -> None:
-        # rises, jumps, first rising batch, first jumping batch (−1: none), and the running loss level
+        # rises, jumps, first rising batch, first jumping batch (−1: none)
         self.flags = torch.tensor([0.0, 0.0, -1.0, -1.0], dtype=torch.float64, device=self.device)
         self.batches = 0
-        if not hasattr(self, "level"):
-            self.level = torch.full((), float("nan"), dtype=torch.float64, device=self.device)
+
+    def state_dict(self) -> dict:
+        """What the guard has seen and decided: γ (halved by ``adapt_step``), the loss level, the epoch's signs."""
+        return {"inference_lr": self.pc.inference_lr, "warned": self.warned, "first_loss": self.first_loss,
+                "level": self.level, "flags": self.flags, "batches": self.batches}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["inference_lr"] != self.pc.inference_lr:
+            self.pc = replace(self.pc, inference_lr=state["inference_lr"])
+        self.warned, self.first_loss, self.batches = state["warned"], state["first_loss"], state["batches"]
+        self.level, self.flags = state["level"].to(self.device), state["flags"].to(self.device)
 
     def batch(self, b: int, loss: torch.Tensor, energies: torch.Tensor | None) -> None:
         """Record batch ``b``: its mean training loss and, for PC, its energy trace (T + 1 values)."""
@@ -272,35 +296,11 @@ def train_step(
     return output, energies
 
 
-def fit(
-    model: nn.Module,
-    data: Splits,
-    rule: str = "bp",
-    *,
-    epochs: int = 10,
-    optimizer: str | Callable[[list[nn.Parameter]], torch.optim.Optimizer] = "adam",
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-    schedule: str | None = None,
-    loss: str | Loss = "mse",
-    pc: PCConfig = PCConfig(),
-    classify: bool = True,
-    evaluator: Evaluator | None = None,
-    max_batches: int | None = None,
-    progress: bool = True,
-    on_epoch: Callable[[nn.Module], dict[str, float]] | None = None,
-    splits: tuple[str, ...] = ("val", "test"),
-    compile: bool = False,
-    adapt_step: bool = False,
-) -> History:
-    """Train ``model`` with BP or PC, evaluate on validation and test after every epoch, keep the best on validation.
+@dataclass(frozen=True)
+class RunSettings:
+    """What a training run is: every setting of :func:`fit`, in one object.
 
-    At the end the model holds the weights of the best-validation epoch (highest ``val_accuracy`` when
-    ``classify``, else lowest ``val_loss``). The test split is never used for any choice.
-
-    Args:
-        model: the network (already on the data's device).
-        data: train / validation / test loaders.
+    Attributes:
         rule: ``"bp"`` or ``"pc"``.
         epochs: passes over the training split.
         optimizer: a name from :data:`OPTIMIZERS` (built with ``lr`` and ``weight_decay``), or a factory from
@@ -323,73 +323,373 @@ def fit(
             the first batch pays the compilation, and an epoch's ``seconds`` include it).
         adapt_step: PC: halve γ after every epoch in which the energy rose during inference (see
             :class:`DivergenceGuard`); each epoch's γ is recorded as ``inference_lr``.
+    """
+
+    rule: str = "bp"
+    epochs: int = 10
+    optimizer: str | Callable[[list[nn.Parameter]], torch.optim.Optimizer] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str | None = None
+    loss: str | Loss = "mse"
+    pc: PCConfig = PCConfig()
+    classify: bool = True
+    evaluator: Evaluator | None = None
+    max_batches: int | None = None
+    progress: bool = True
+    on_epoch: Callable[[nn.Module], dict[str, float]] | None = None
+    splits: tuple[str, ...] = ("val", "test")
+    compile: bool = False
+    adapt_step: bool = False
+
+    def __post_init__(self):
+        if self.rule not in RULES:
+            raise ValueError(f"unknown rule {self.rule!r}; choose one of {RULES}")
+        if self.schedule not in (None, "cosine"):
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose None or 'cosine'")
+
+    def batches(self, loader: TensorLoader) -> int:
+        """Training batches per epoch."""
+        return min(len(loader), self.max_batches) if self.max_batches is not None else len(loader)
+
+    def describe(self) -> dict:
+        """The settings that make two runs the same run, as plain values: what a checkpoint must belong to.
+
+        ``progress`` (display) and ``compile`` (the same gradients, computed another way) are left out, so a run
+        may continue with either changed; a callable is named by its module and qualified name.
+        """
+        def name(f):
+            if f is None or isinstance(f, str):
+                return f
+            return f"{getattr(f, '__module__', '')}.{getattr(f, '__qualname__', type(f).__qualname__)}"
+
+        return {"rule": self.rule, "epochs": self.epochs, "optimizer": name(self.optimizer), "lr": self.lr,
+                "weight_decay": self.weight_decay, "schedule": self.schedule, "loss": name(self.loss),
+                "pc": asdict(self.pc), "classify": self.classify, "evaluator": name(self.evaluator),
+                "max_batches": self.max_batches, "on_epoch": name(self.on_epoch), "splits": list(self.splits),
+                "adapt_step": self.adapt_step}
+
+
+RUN_STATE_VERSION = 1  # raised whenever what RunState.state_dict holds changes meaning
+SPLITS = ("train", "val", "test")
+
+
+def _rng_states(data: Splits) -> dict:
+    """Every random number generator a run may draw from: torch's (CPU, and CUDA once used), Python's, NumPy's and
+    the loaders' own generators (the batch order)."""
+    kind, keys, *rest = np.random.get_state()
+    states = {"torch": torch.get_rng_state(), "python": random.getstate(),
+              "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
+              "loaders": {split: getattr(data, split).generator.get_state() for split in SPLITS
+                          if getattr(data, split).generator is not None}}
+    if torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict, data: Splits) -> None:
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    kind, keys, *rest = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    for split, state in states["loaders"].items():
+        loader = getattr(data, split)
+        loader.generator = loader.generator or torch.Generator()
+        loader.generator.set_state(state)
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+@dataclass
+class RunState:
+    """What a training run has done: everything a checkpoint holds, and all that the loop of :func:`fit` changes.
+
+    Attributes:
+        model, optimizer, scheduler: the network, its weight optimizer and the schedule (or None): their states are
+            the weights, the optimizer's moments and the step count.
+        data: the splits; the training loader's generator fixes the batch order.
+        history: the records of the epochs done.
+        guard: the :class:`DivergenceGuard`: the running loss level, the current epoch's signs and, with
+            ``adapt_step``, the current γ (``guard.pc``).
+        epoch: epochs done.
+        batch: batches done of the current epoch (not 0 only in a checkpoint written on a stop request).
+        sums: the current epoch's running sums (float64, on the device): loss, correct, final energy, samples.
+        seconds: training time of the current epoch so far.
+        epoch_rng: the random generators' states at the start of the current epoch (they replay its batch order).
+        best_state, best_score: the weights and the score of the best-validation epoch so far.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    data: Splits
+    history: History
+    guard: DivergenceGuard
+    epoch: int = 0
+    batch: int = 0
+    sums: torch.Tensor | None = None
+    seconds: float = 0.0
+    epoch_rng: dict | None = None
+    best_state: dict | None = None
+    best_score: float | None = None
+
+    @classmethod
+    def start(cls, model: nn.Module, data: Splits, run: RunSettings) -> RunState:
+        """The state of a run that has done nothing yet: a fresh optimizer and schedule, an empty history."""
+        named = isinstance(run.optimizer, str)
+        params = list(model.parameters())
+        optimizer = make_optimizer(run.optimizer, params, run.lr, run.weight_decay) if named else run.optimizer(params)
+        scheduler = None
+        if run.schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(run.epochs * run.batches(data.train),
+                                                                                  1))
+        device = data.train.x.device
+        guard = DivergenceGuard(run.rule, run.pc, run.lr if named else None, device, adapt_step=run.adapt_step)
+        history = History(run.rule, selection="val_accuracy" if run.classify else "val_loss")
+        return cls(model, optimizer, scheduler, data, history, guard)
+
+    def start_epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The training batches of the current epoch still to do: all of them, or, in an epoch stopped part-way,
+        those after ``batch`` (its batch order replayed from ``epoch_rng``)."""
+        if self.batch == 0:
+            self.guard.start_epoch()
+            self.sums = torch.zeros(4, dtype=torch.float64, device=self.data.train.x.device)
+            self.seconds, self.epoch_rng = 0.0, _rng_states(self.data)
+            return iter(self.data.train)
+        now = _rng_states(self.data)
+        _set_rng_states(self.epoch_rng, self.data)
+        batches = iter(self.data.train)
+        for _ in range(self.batch):  # next() draws the epoch's order (randperm) before the generators are reset
+            next(batches)
+        _set_rng_states(now, self.data)
+        return batches
+
+    def finish_epoch(self, record: dict[str, float]) -> None:
+        """Add the epoch's record to the history and keep the weights if they are the best on validation."""
+        self.history.epochs.append(record)
+        score = record[self.history.selection] * (1 if self.history.selection == "val_accuracy" else -1)
+        if self.best_score is None or score > self.best_score:
+            self.best_score, self.best_state = score, copy.deepcopy(self.model.state_dict())
+            self.history.best_epoch = self.epoch
+        self.epoch, self.batch = self.epoch + 1, 0
+
+    def state_dict(self) -> dict:
+        """Everything the run has done, as tensors and plain values (what :func:`~pc_common.utils.save_checkpoint`
+        stores)."""
+        return {"epoch": self.epoch, "batch": self.batch, "sums": self.sums, "seconds": self.seconds,
+                "epoch_rng": self.epoch_rng, "rng": _rng_states(self.data), "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+                "history": self.history.to_dict(), "guard": self.guard.state_dict(),
+                "best_state": self.best_state, "best_score": self.best_score}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state`` (a :meth:`state_dict`, tensors on any device)."""
+        device = self.data.train.x.device
+        self.epoch, self.batch, self.seconds = state["epoch"], state["batch"], state["seconds"]
+        self.sums = None if state["sums"] is None else state["sums"].to(device)
+        self.epoch_rng, self.best_state, self.best_score = state["epoch_rng"], state["best_state"], state["best_score"]
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.history = History.from_dict(state["history"])
+        self.guard.load_state_dict(state["guard"])
+        _set_rng_states(state["rng"], self.data)
+
+    def belongs_to(self, run: RunSettings) -> dict:
+        """What a checkpoint of this run belongs to: the model, the run's settings and the training data."""
+        train = self.data.train
+        return {**describe_model(self.model), "run": run.describe(), "run_state": RUN_STATE_VERSION,
+                "data": {"name": self.data.name, "train_samples": len(train.x), "batch_size": train.batch_size}}
+
+    def save(self, path: Path, run: RunSettings) -> None:
+        """Write the checkpoint whole (rank 0 only under ``torchrun``: every process holds the same state)."""
+        if distributed.is_main():
+            save_checkpoint(path, self.state_dict(), self.belongs_to(run))
+
+    def load(self, path: Path, run: RunSettings) -> None:
+        """Continue from the checkpoint at ``path``.
+
+        Raises:
+            CheckpointError: naming the file, when it is truncated or of another model, run or version.
+        """
+        self.load_state_dict(load_checkpoint(path, self.belongs_to(run), map_location="cpu"))
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped on request (Ctrl-C, SIGTERM) after saving itself; ``checkpoint`` continues it.
+
+    A KeyboardInterrupt, so that code catching ``Exception`` lets it through as it would Ctrl-C.
+    """
+
+    def __init__(self, message: str, checkpoint: Path):
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+class StopRequests:
+    """While active, SIGINT (Ctrl-C) and SIGTERM (what a scheduler sends before it preempts a job) ask the run to
+    stop at the next batch boundary, where its state is whole, instead of stopping it at once. A second SIGINT
+    stops at once (``KeyboardInterrupt``). ``requested`` is the signal's name, or None.
+
+    Args:
+        enabled: install the handlers (only the main thread may; elsewhere signals act as they did).
+    """
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested: str | None = None
+        self.previous: dict = {}
+
+    def _handle(self, number, frame) -> None:
+        if self.requested is not None and number == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(number).name
+        print(f"\n{self.requested}: stopping after this batch, once the run is saved (Ctrl-C again: at once)",
+              file=sys.stderr)
+
+    def __enter__(self) -> StopRequests:
+        if self.enabled:
+            for name in self.SIGNALS:
+                number = getattr(signal, name)
+                self.previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+
+def checkpoint_file(path: str | Path | None) -> Path | None:
+    """The checkpoint file that ``fit(checkpoint=path)`` uses: ``path`` itself, or ``path/checkpoint.pt`` for a folder
+    (an existing folder, or a path without a suffix)."""
+    if path is None:
+        return None
+    path = Path(path)
+    return path / "checkpoint.pt" if path.is_dir() or not path.suffix else path
+
+
+def _train_epoch(state: RunState, run: RunSettings, step: CompiledStep | None, stop: StopRequests,
+                 progress: bool) -> dict[str, float] | None:
+    """Train the current epoch (the rest of it, when resumed part-way); its record, or None when a stop was
+    requested (then ``state`` holds the batches done)."""
+    batches, guard, sums, loss_fn = state.start_epoch(), state.guard, state.sums, get_loss(run.loss)
+    total = run.batches(state.data.train)
+    bar = tqdm(batches, desc=f"epoch {state.epoch + 1}", total=total, initial=state.batch, leave=False,
+               disable=not progress)
+    start = time.perf_counter()
+    # Running sums stay on the device (float64): reading them every batch would stall a GPU at each step.
+    for b, (x, y) in enumerate(bar, start=state.batch):
+        if b >= total:
+            break
+        output, energies = train_step(state.model, state.optimizer, x, y, run.rule, run.loss, guard.pc, step)
+        if state.scheduler is not None:
+            state.scheduler.step()
+        batch_loss = loss_fn(output, y).sum().double()
+        guard.batch(b, batch_loss / len(x), energies)
+        sums[0] += batch_loss
+        if run.classify:
+            sums[1] += accuracy(output, y).double()
+        if energies is not None:
+            sums[2] += energies[-1].double() * len(x)
+        sums[3] += len(x)
+        if stop.requested:
+            state.batch, state.seconds = b + 1, state.seconds + time.perf_counter() - start
+            return None
+    state.seconds += time.perf_counter() - start
+    loss, correct, energy, n = distributed.all_sum(sums).tolist()
+    record = {"epoch": state.epoch + 1, "seconds": state.seconds, "train_loss": loss / n}
+    if run.classify:
+        record["train_accuracy"] = correct / n
+    if run.rule == "pc":
+        record.update(energy=energy / n, inference_lr=guard.pc.inference_lr)
+    return record
+
+
+def _compiled_step(model: nn.Module, run: RunSettings, pc: PCConfig) -> CompiledStep | None:
+    # Incremental PC steps the weights inside inference, between the evaluations: it has no compiled step.
+    if run.compile and not (run.rule == "pc" and pc.incremental):
+        return CompiledStep(model, run.rule, run.loss, pc)
+    return None
+
+
+def fit(
+    model: nn.Module,
+    data: Splits,
+    rule: str | RunSettings = "bp",
+    *,
+    checkpoint: str | Path | None = None,
+    **settings,
+) -> History:
+    """Train ``model`` with BP or PC, evaluate on validation and test after every epoch, keep the best on validation.
+
+    At the end the model holds the weights of the best-validation epoch (highest ``val_accuracy`` when
+    ``classify``, else lowest ``val_loss``). The test split is never used for any choice.
+
+    With ``checkpoint``, the run writes its :class:`RunState` there (whole: a crash leaves the previous
+    checkpoint) at the end of every epoch, and continues from it when the file exists: the result is the one the
+    run would have given uninterrupted (bit for bit on the CPU at a fixed thread count). A restarted ``torchrun``
+    job therefore continues by itself. Ctrl-C or SIGTERM (in a single process) stops the run at the next batch
+    boundary, saves it there and raises :class:`RunInterrupted`.
+
+    Args:
+        model: the network (already on the data's device).
+        data: train / validation / test loaders.
+        rule: ``"bp"`` or ``"pc"``, or the :class:`RunSettings` of the whole run.
+        checkpoint: a checkpoint file, or a folder (then its ``checkpoint.pt``); it must belong to this model,
+            these settings and this data, or it is refused (:class:`~pc_common.utils.CheckpointError`). Under
+            ``torchrun`` every process reads it and rank 0 writes it: a folder all processes see.
+        **settings: the other fields of :class:`RunSettings` (``epochs``, ``optimizer``, ``lr``, ``pc``, …);
+            with a :class:`RunSettings` as ``rule``, they replace its fields.
 
     Returns:
         the :class:`History`.
     """
-    if rule not in RULES:
-        raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
+    run = replace(rule, **settings) if isinstance(rule, RunSettings) else RunSettings(rule, **settings)
     check_input_shape(model, data.train.x, data.name)
-    named = isinstance(optimizer, str)
-    params = list(model.parameters())
-    opt = make_optimizer(optimizer, params, lr, weight_decay) if named else optimizer(params)
-    if schedule not in (None, "cosine"):
-        raise ValueError(f"unknown schedule {schedule!r}; choose None or 'cosine'")
-    steps = epochs * (min(len(data.train), max_batches) if max_batches is not None else len(data.train))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1)) if schedule else None
-    evaluator = distributed.mean_over_shares(evaluator) if evaluator else (
-        lambda m, loader: evaluate(m, loader, loss, classify))
     distributed.broadcast(model.state_dict().values())  # every process starts from rank 0's weights
-    progress = progress and distributed.is_main()
-    loss_fn = get_loss(loss)
-    # Incremental PC steps the weights inside inference, between the evaluations: it has no compiled step.
-    step = CompiledStep(model, rule, loss, pc) if compile and not (rule == "pc" and pc.incremental) else None
-    history = History(rule, selection="val_accuracy" if classify else "val_loss")
-    guard = DivergenceGuard(rule, pc, lr if named else None, data.train.x.device, adapt_step=adapt_step)
-    best_state, best_score = None, None
+    state = RunState.start(model, data, run)
+    file = checkpoint_file(checkpoint)
+    if file is not None and file.is_file():
+        state.load(file, run)
+    evaluator = distributed.mean_over_shares(run.evaluator) if run.evaluator else (
+        lambda m, loader: evaluate(m, loader, run.loss, run.classify))
+    progress = run.progress and distributed.is_main()
+    step = _compiled_step(model, run, state.guard.pc)
     model.train()
-    for epoch in tqdm(range(epochs), desc=f"{rule.upper()} epochs", disable=not progress):
-        guard.start_epoch()
-        # Running sums stay on the device (float64): reading them every batch would stall a GPU at each step.
-        start, n = time.perf_counter(), 0
-        sums = torch.zeros(3, dtype=torch.float64, device=data.train.x.device)  # loss, correct, energy
-        batches = tqdm(data.train, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
-        for b, (x, y) in enumerate(batches):
-            if max_batches is not None and b >= max_batches:
-                break
-            output, energies = train_step(model, opt, x, y, rule, loss, pc, step)
-            if scheduler is not None:
-                scheduler.step()
-            batch_loss = loss_fn(output, y).sum().double()
-            guard.batch(b, batch_loss / len(x), energies)
-            sums[0] += batch_loss
-            if classify:
-                sums[1] += accuracy(output, y).double()
-            if energies is not None:
-                sums[2] += energies[-1].double() * len(x)
-            n += len(x)
-        total, correct, energy, n = distributed.all_sum(torch.cat([sums, sums.new_tensor([n])])).tolist()
-        record = {"epoch": epoch + 1, "seconds": time.perf_counter() - start, "train_loss": total / n}
-        if classify:
-            record["train_accuracy"] = correct / n
-        if rule == "pc":
-            record.update(energy=energy / n, inference_lr=pc.inference_lr)
-        guard.end_epoch(epoch + 1, record["train_loss"], history)
-        if guard.pc is not pc:  # adapt_step halved γ: the next epochs relax with the new step
-            pc = guard.pc
-            step = CompiledStep(model, rule, loss, pc) if step is not None else None
-        if on_epoch is not None:
-            record.update(on_epoch(model))
-        distributed.broadcast(model.buffers())  # e.g. BatchNorm statistics: evaluate rank 0's model everywhere
-        for split in splits:
-            record.update({f"{split}_{k}": v for k, v in evaluator(model, getattr(data, split)).items()})
-        history.epochs.append(record)
-        score = record[history.selection] * (1 if classify else -1)
-        if best_score is None or score > best_score:
-            best_score, best_state, history.best_epoch = score, copy.deepcopy(model.state_dict()), epoch
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return history
+    # Under torchrun a process stopped alone would leave the others waiting in a collective: the job stops as a
+    # whole (and a restarted job continues from the last epoch's checkpoint).
+    with StopRequests(enabled=file is not None and not distributed.active()) as stop:
+        for epoch in tqdm(range(state.epoch, run.epochs), desc=f"{run.rule.upper()} epochs", initial=state.epoch,
+                          total=run.epochs, disable=not progress):
+            record = _train_epoch(state, run, step, stop, progress)
+            if record is None:
+                state.save(file, run)
+                raise RunInterrupted(f"{run.rule.upper()} run stopped ({stop.requested}) in epoch {epoch + 1} after "
+                                     f"batch {state.batch}, saved to {file}: fit with checkpoint={str(file)!r} and "
+                                     "the same settings continues it", file)
+            pc = state.guard.pc
+            state.guard.end_epoch(epoch + 1, record["train_loss"], state.history)
+            if state.guard.pc is not pc:  # adapt_step halved γ: the next epochs relax with the new step
+                step = _compiled_step(model, run, state.guard.pc) if step is not None else None
+            if run.on_epoch is not None:
+                record.update(run.on_epoch(model))
+            distributed.broadcast(model.buffers())  # e.g. BatchNorm statistics: evaluate rank 0's model everywhere
+            for split in run.splits:
+                record.update({f"{split}_{k}": v for k, v in evaluator(model, getattr(data, split)).items()})
+            state.finish_epoch(record)
+            if file is not None:
+                state.save(file, run)
+            if stop.requested and state.epoch < run.epochs:
+                raise RunInterrupted(f"{run.rule.upper()} run stopped ({stop.requested}) after epoch {epoch + 1}, "
+                                     f"saved to {file}: fit with checkpoint={str(file)!r} and the same settings "
+                                     "continues it", file)
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
+    return state.history
 
 
 def train_rules(
@@ -400,6 +700,7 @@ def train_rules(
     seed: int = 0,
     epochs: int = 10,
     lr: float | dict[str, float] = 1e-3,
+    checkpoints: str | Path | None = None,
     **fit_options,
 ) -> tuple[dict[str, nn.Module], dict[str, History]]:
     """Train one copy of the same initial network per learning rule, on the same batch order.
@@ -414,6 +715,9 @@ def train_rules(
         seed: fixes the initial weights and the batch order.
         epochs: passes over the training split.
         lr: α, one for every rule or ``{name: α}``.
+        checkpoints: a folder for the rules' checkpoints, ``{name}.pt`` each (see :func:`fit`): a rule that has
+            finished returns its history at once, an interrupted one continues, so a stopped comparison resumes
+            where it was.
         **fit_options: passed to :func:`fit` (``loss``, ``max_batches``, ``progress``, …).
 
     Returns:
@@ -426,6 +730,8 @@ def train_rules(
         data.train.generator = torch.Generator().manual_seed(seed)
         models[name] = copy.deepcopy(initial)
         histories[name] = fit(models[name], data, "bp" if config is None else "pc", epochs=epochs,
-                              lr=lr[name] if isinstance(lr, dict) else lr, pc=config or PCConfig(), **fit_options)
+                              lr=lr[name] if isinstance(lr, dict) else lr, pc=config or PCConfig(),
+                              checkpoint=None if checkpoints is None else Path(checkpoints) / f"{name}.pt",
+                              **fit_options)
     return models, histories
 
