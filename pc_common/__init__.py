@@ -3,6 +3,7 @@
 The chain, one job per module:
     layers     value nodes φ (``PCLayer``), identity outside PC inference
     energy     F = ½ Σ_ℓ ‖φ_ℓ − μ_ℓ‖² + β L(ŷ, y), and the losses shared with BP
+    step       the pieces of one PC step (errors, error sending, neuron SGD) that both paths below share
     inference  T neuron updates + one weight-gradient evaluation (T + 1 energy evaluations); the BP twin
     compiled   the same BP and PC gradient steps, traced once and compiled (torch.compile)
     training   the train / validate / test loop for both rules

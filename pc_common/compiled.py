@@ -18,8 +18,8 @@ hands back the neuron of that call, a tensor of the step's own. Buffers enter th
 returns their values after the feed-forward sweep (BatchNorm's running statistics count one batch per step, as in the
 eager step). So the graph is a pure function (Θ, buffers, x, y) → (∂Θ, buffers, energies, ŷ, φ), and only
 :meth:`CompiledStep._finish`, after a successful call, writes into the model. The algorithm is the eager one, built
-from the same helpers (output error, error sending, neuron SGD, energy trace): the tests check the two against each
-other and against autograd oracles.
+from the same pieces (:mod:`pc_common.step`: output error, error sending, neuron SGD, energy): the tests check the
+two against each other and against autograd oracles.
 
 Tracing never changes the model. While tracing, every parameter and buffer *slot* (a module and a name) holds a
 fake tensor, and every slot gets its own tensor back on the way out, whatever happened. (``torch.func.functional_call``
@@ -49,21 +49,20 @@ from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from .energy import Loss, dense_target, get_loss
-from .inference import (
-    PCConfig,
-    _check_energy,
-    _energy_trace,
-    _neuron_grads,
-    _output_error,
-    _send_errors,
-    _sgd_,
-    _split_stem,
-    _update_neurons_,
-    _velocity,
-    bp_gradients,
-    infer,
-)
+from .inference import PCConfig, bp_gradients, infer
 from .layers import PCLayer, neurons, pc_layers
+from .step import (
+    accumulate_grads,
+    check_energy,
+    errors,
+    neuron_grads,
+    send_errors,
+    sgd_,
+    split_stem,
+    summed_energy,
+    weighted_output_error,
+    zero_velocity,
+)
 
 
 class _Substitution:
@@ -170,21 +169,15 @@ class _Step:
         return [grads[i] for i in self.used]
 
 
-def _norms(eps: list[torch.Tensor]) -> list[torch.Tensor]:
-    """‖ε‖ of every node as √(Σ ε²): Inductor fuses this into the kernel that forms ε (it calls ``_foreach_norm``
-    as a separate library kernel per node)."""
-    return [e.pow(2).sum().sqrt() for e in eps]
-
-
 def _standard(step: _Step, x, target, noise):
-    """Standard PC as in :func:`pc_common.inference._infer_standard`, with the neurons as tensors of the trace."""
+    """Standard PC as in :func:`pc_common.inference.infer`, with the neurons as tensors of the trace."""
     config, sub, loss_fn = step.config, step.substitution, step.loss
     beta, batch = config.output_precision, x.shape[0]
-    stem, body = _split_stem(step.model)
+    stem, body = split_stem(step.model)
     h = stem(x) if stem is not None else x
     h_const = h.detach()
     exact_sweep = not any(layer.init_std for layer in sub.layers)
-    records, phi = [], None
+    energies, phi = [], None
     for t in range(config.T + 1):
         final = t == config.T
         # Pass 0 is the feed-forward sweep (φ = μ); the last pass is recorded for the weight gradient.
@@ -192,23 +185,25 @@ def _standard(step: _Step, x, target, noise):
         if t == 0:
             phi = sub.phis
             prediction = output.detach()
-            velocity = _velocity(phi, config)
+            velocity = zero_velocity(phi, config.momentum)
             target = dense_target(loss_fn, output, target)
             buffers = step.buffers()  # as the sweep leaves them, like the eager step's
-        nodes = sub.mus + [output]
-        out_term, eps_out = _output_error(loss_fn, output, target, beta)
-        with torch.no_grad():
-            eps = [*torch._foreach_sub(phi, nodes[:-1]), eps_out]
-        records.append((_norms(eps[:-1]), out_term))
+        mus = sub.mus
+        out_term, eps_out = weighted_output_error(loss_fn, output, target, beta)
+        eps = errors(phi, mus)
+        energies.append(summed_energy(eps, out_term))
         if not final:
-            sources = (nodes[-1:], eps[-1:]) if t == 0 and exact_sweep else (nodes, eps)
-            _update_neurons_(phi, eps, _send_errors(*sources, phi), velocity, config)
-    grads = _send_errors(nodes, eps, step.weights(), scale=-1.0 / (batch * beta))
-    return grads, buffers, _energy_trace(records, batch), prediction, [p.detach() for p in phi]
+            if t == 0 and exact_sweep:
+                back = send_errors([output], [eps_out], phi)
+            else:
+                back = send_errors(mus + [output], eps + [eps_out], phi)
+            sgd_(phi, neuron_grads(eps, back), velocity, config.inference_lr, config.momentum)
+    grads = send_errors(mus + [output], eps + [eps_out], step.weights(), scale=-1.0 / (batch * beta))
+    return grads, buffers, torch.stack(energies) / batch, prediction, [p.detach() for p in phi]
 
 
 def _fixed_prediction(step: _Step, x, target, noise):
-    """Fixed-prediction PC as in :func:`pc_common.inference._infer_fixed_prediction`."""
+    """Fixed-prediction PC as in :func:`pc_common.inference.infer` with ``fixed_prediction=True``."""
     config, sub, loss_fn = step.config, step.substitution, step.loss
     beta, batch = config.output_precision, x.shape[0]
     output = sub.run(step.model, x, None, noise)
@@ -216,19 +211,19 @@ def _fixed_prediction(step: _Step, x, target, noise):
     phi, mus = sub.phis, sub.mus
     mu_bar = [mu.detach() for mu in mus]
     target = dense_target(loss_fn, output, target)
-    out_term, eps_out = _output_error(loss_fn, output, target, beta)
-    frozen_output = _send_errors([output], [eps_out], phi, retain_graph=True)
-    eps = [x_i.detach() - mu for x_i, mu in zip(phi, mu_bar)]
-    velocity = _velocity(eps, config)
-    records = []
+    out_term, eps_out = weighted_output_error(loss_fn, output, target, beta)
+    frozen_output = send_errors([output], [eps_out], phi, retain_graph=True)
+    eps = errors(phi, mu_bar)
+    velocity = zero_velocity(eps, config.momentum)
+    energies = []
     for t in range(config.T + 1):
-        records.append((_norms(eps), out_term))
+        energies.append(summed_energy(eps, out_term))
         if t == config.T:
             break
-        back = _send_errors(mus, eps, phi, retain_graph=True)
-        _sgd_(eps, _neuron_grads(eps, back, frozen_output), velocity, config)
-    grads = _send_errors(mus + [output], eps + [eps_out], step.weights(), scale=-1.0 / (batch * beta))
-    return grads, buffers, _energy_trace(records, batch), output.detach(), [mu + e for mu, e in zip(mu_bar, eps)]
+        back = send_errors(mus, eps, phi, retain_graph=True)
+        sgd_(eps, neuron_grads(eps, back, frozen_output), velocity, config.inference_lr, config.momentum)
+    grads = send_errors(mus + [output], eps + [eps_out], step.weights(), scale=-1.0 / (batch * beta))
+    return grads, buffers, torch.stack(energies) / batch, output.detach(), [mu + e for mu, e in zip(mu_bar, eps)]
 
 
 @dataclass
@@ -392,10 +387,9 @@ class CompiledStep:
             output, energies = rest[0], None
         else:
             energies, output, phis = rest[0], rest[1], rest[2:]
-            _check_energy(energies, self.config)
+            check_energy(energies, self.config)
             self.neurons = [phis[i] for i in program.call_order]
-        for p, g in zip(params, grads):
-            p.grad = g if p.grad is None else p.grad + g
+        accumulate_grads(params, grads)
         return output, energies
 
 

@@ -26,14 +26,28 @@ they equal −∂(βL)/∂v_i after as many steps as node i is distant from the 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .energy import Loss, dense_target, get_loss, output_error
+from .energy import Loss, dense_target, get_loss
 from .layers import PCLayer, neurons, pc_layers, pc_mode, predictions, weights
+from .step import (
+    accumulate_grads,
+    check_energy,
+    errors,
+    neuron_grads,
+    send_errors,
+    sgd_,
+    split_stem,
+    summed_energy,
+    weighted_output_error,
+    zero_velocity,
+)
+
+# pc_common.flops imports the stem split under its former name here.
+_split_stem = split_stem
 
 
 @dataclass(frozen=True)
@@ -93,54 +107,6 @@ class InferenceResult:
     output: torch.Tensor
 
 
-def _split_stem(model: nn.Module) -> tuple[nn.Module | None, nn.Module]:
-    """Split an ``nn.Sequential`` before its first value node.
-
-    The stem's output μ_1 depends on no neuron, so it is computed once per batch instead of at every inference step
-    (for the 784-128-128-128-10 MLP the first layer is three quarters of the forward FLOPs).
-    """
-    if isinstance(model, nn.Sequential):
-        for k, module in enumerate(model):
-            if isinstance(module, PCLayer):
-                return (model[:k] if k else None), model[k:]
-    return None, model
-
-
-def _energy_trace(records, batch: int) -> torch.Tensor:
-    """Mean per-sample F = (½ Σ ‖ε‖² + βΣL)/B at each evaluated state, from the per-step (norms, output term)."""
-    norms = torch.stack([torch.stack(n) for n, _ in records])
-    terms = torch.stack([term for _, term in records])
-    return (0.5 * norms.pow(2).sum(1) + terms) / batch
-
-
-def _check_energy(trace: torch.Tensor, config: PCConfig, x: torch.Tensor | None = None,
-                  target: torch.Tensor | None = None) -> None:
-    """Raise if the energy trace is non-finite or rose ``max_energy_rise``-fold; name bad data before blaming γ.
-
-    The trace is read once (the one device sync of a batch). A NaN or inf that the network reads makes the energy
-    non-finite, so the data are only inspected once the energy is bad: no extra pass or sync for every batch.
-    """
-    values = trace.tolist()
-    # The floor keeps round-off from counting as a rise when the output starts (almost) exactly on its target.
-    limit = config.max_energy_rise * max(values[0], torch.finfo(trace.dtype).eps)
-    step = next((t for t, f in enumerate(values) if not (math.isfinite(f) and f <= limit)), None)
-    if step is None:
-        return
-    for name, tensor in (("input x", x), ("target", target)):
-        if tensor is not None and tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise ValueError(f"the {name} of this batch holds non-finite values (NaN or inf): PC inference needs "
-                             "finite data")
-    if math.isfinite(values[step]):
-        what = f"rose from {values[0]:.3g} to {values[step]:.3g} (max_energy_rise={config.max_energy_rise:g})"
-    else:
-        what = f"became non-finite ({values[step]})"
-    raise FloatingPointError(
-        f"PC energy {what} at inference step {step} of T={config.T} "
-        f"with inference_lr γ={config.inference_lr}, momentum={config.momentum}: the neuron updates diverge. "
-        f"Use a smaller γ (try {config.inference_lr / 2:g})."
-    )
-
-
 def _save_buffers(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(buffer, copy) for every buffer of ``model``: empty, nothing copied, for a model without buffers."""
     return [(b, b.clone()) for b in model.buffers()]
@@ -168,35 +134,6 @@ def _neurons_or_raise(model: nn.Module) -> list[nn.Parameter]:
     if not phi:
         raise ValueError("the model has no PCLayer: PC inference needs at least one value node")
     return phi
-
-
-def _velocity(phi: list[torch.Tensor], config: PCConfig) -> list[torch.Tensor] | None:
-    return [torch.zeros_like(p) for p in phi] if config.momentum else None
-
-
-def _sgd_(params: list[torch.Tensor], grads: list[torch.Tensor], velocity, config: PCConfig) -> None:
-    """In-place SGD with momentum on the neurons: v ← m v + g, φ ← φ − γ v (fused over all neurons)."""
-    with torch.no_grad():
-        if config.momentum:
-            torch._foreach_mul_(velocity, config.momentum)
-            torch._foreach_add_(velocity, grads)
-            grads = velocity
-        torch._foreach_add_(params, grads, alpha=-config.inference_lr)
-
-
-def _update_neurons_(phi, eps, back, velocity, config: PCConfig) -> None:
-    """One inference step φ ← φ − γ ∂F/∂φ with ∂F/∂φ_i = ε_i − b_i (b_i: the errors its children send back).
-
-    Without momentum the step is applied as φ − γε + γb: two fused updates and no temporary ∂F/∂φ.
-    """
-    if config.momentum:
-        _sgd_(phi, _neuron_grads(eps, back), velocity, config)
-        return
-    with torch.no_grad():
-        torch._foreach_add_(phi, eps[: len(phi)], alpha=-config.inference_lr)
-        sent = [(x, b) for x, b in zip(phi, back) if b is not None]
-        if sent:
-            torch._foreach_add_([x for x, _ in sent], [b for _, b in sent], alpha=config.inference_lr)
 
 
 def infer(
@@ -252,59 +189,11 @@ def infer(
     return run(model, x, target, loss_fn, config, params)
 
 
-def _output_error(loss_fn: Loss, output: torch.Tensor, target: torch.Tensor, beta: float):
-    """βΣ_b L_b and the output error ε_out = −β ∂(Σ_b L_b)/∂ŷ."""
-    term, err = output_error(loss_fn, output, target)
-    return (term, err) if beta == 1.0 else (beta * term, beta * err)
-
-
-def _send_errors(nodes, errors, inputs, scale=1.0, retain_graph=False):
-    """Σ_j (∂μ_j/∂z)ᵀ ε_j for every input z: the errors sent back through the recorded pass (times ``scale``).
-
-    With F = ½ Σ_j ‖φ_j − μ_j‖² + βL(ŷ) and the output error ε_out = −β ∂L/∂ŷ, the output is one more node
-    (μ = ŷ, ε = ε_out), and ∂F/∂z = −Σ_j (∂μ_j/∂z)ᵀ ε_j for any weight z; a neuron adds its own error ε_i. So one
-    vector-Jacobian product gives every gradient, with no autograd graph for the squared errors themselves.
-    """
-    pairs = [(mu, e if scale == 1.0 else e * scale) for mu, e in zip(nodes, errors) if mu.requires_grad]
-    if not pairs:
-        return [None] * len(inputs)
-    outputs, grad_outputs = zip(*pairs)
-    return _vjp(outputs, tuple(inputs), grad_outputs, retain_graph)
-
-
-def _vjp(outputs, inputs, grad_outputs, retain_graph):
-    """``torch.autograd.grad(outputs, inputs, grad_outputs, allow_unused=True)``, minus its argument checks.
-
-    The checks cost about 20 µs a call in Python, and inference makes T + 1 calls per batch on tensors whose shapes
-    and dtypes match by construction (ε has the shape of μ), so they are skipped by calling the autograd engine the
-    way ``torch.autograd.grad`` itself does. Falls back to the public function if the engine's entry point moves.
-    """
-    engine = getattr(torch.autograd.Variable, "_execution_engine", None)
-    if engine is None or torch.overrides.has_torch_function(outputs + inputs):
-        return torch.autograd.grad(outputs, inputs, grad_outputs, retain_graph=retain_graph, allow_unused=True)
-    return engine.run_backward(outputs, grad_outputs, retain_graph, False, inputs, True, False)
-
-
-def _accumulate(params, grads) -> None:
-    """Accumulate into ``.grad``, as ``backward()`` does."""
-    for p, g in zip(params, grads):
-        if g is not None:
-            p.grad = g if p.grad is None else p.grad + g
-
-
-def _neuron_grads(eps, back, frozen_output=None):
-    """∂F/∂φ_i = ε_i − Σ_children J_jiᵀ ε_j, from the node's error and the errors sent back by its children."""
-    grads = [e if b is None else e - b for e, b in zip(eps, back)]
-    if frozen_output is not None:
-        grads = [g if d is None else g - d for g, d in zip(grads, frozen_output)]
-    return grads
-
-
 def _infer_standard(model, x, target, loss_fn, config, params) -> InferenceResult:
     beta, batch = config.output_precision, x.shape[0]
     # Buffers (BatchNorm statistics) end as the sweep leaves them in a training step, untouched otherwise (_finish).
     saved = None if params else _save_buffers(model)
-    stem, body = _split_stem(model)
+    stem, body = split_stem(model)
     with torch.set_grad_enabled(bool(params)):
         h = stem(x) if stem is not None else x
     h_const = h.detach()
@@ -321,24 +210,28 @@ def _infer_standard(model, x, target, loss_fn, config, params) -> InferenceResul
         if t == 0:
             phi = _neurons_or_raise(layers)
             prediction = output.detach()
-            velocity = _velocity(phi, config)
+            velocity = zero_velocity(phi, config.momentum)
             target = dense_target(loss_fn, output, target)
             if params:
                 saved = _save_buffers(model)
-        nodes = predictions(layers) + [output]
-        out_term, eps_out = _output_error(loss_fn, output, target, beta)
-        with torch.no_grad():
-            eps = [*torch._foreach_sub(phi, nodes[:-1]), eps_out]
-        energies.append((torch._foreach_norm(eps[:-1]), out_term))
+        mus = predictions(layers)
+        out_term, eps_out = weighted_output_error(loss_fn, output, target, beta)
+        eps = errors(phi, mus)
+        energies.append(summed_energy(eps, out_term))
         if not final:
-            sources = (nodes[-1:], eps[-1:]) if t == 0 and exact_sweep else (nodes, eps)
-            _update_neurons_(phi, eps, _send_errors(*sources, phi), velocity, config)
+            if t == 0 and exact_sweep:
+                back = send_errors([output], [eps_out], phi)
+            else:
+                back = send_errors(mus + [output], eps + [eps_out], phi)
+            sgd_(phi, neuron_grads(eps, back), velocity, config.inference_lr, config.momentum)
 
-    energies = _energy_trace(energies, batch)
+    energies = torch.stack(energies) / batch
     try:
-        _check_energy(energies, config, x, target)
+        check_energy(energies, config, x, target)
         if params:
-            _accumulate(params, _send_errors(nodes, eps, params, scale=-1.0 / (batch * beta)))
+            # ∂F/∂Θ once, at the state after the T updates (the graph of this last pass), as a batch mean per unit β.
+            weight_grads = send_errors(mus + [output], eps + [eps_out], params, scale=-1.0 / (batch * beta))
+            accumulate_grads(params, weight_grads)
     finally:
         _finish(layers, saved)
     return InferenceResult(energies, prediction)
@@ -355,26 +248,27 @@ def _infer_fixed_prediction(model, x, target, loss_fn, config, params) -> Infere
     mu_bar = [mu.detach() for mu in mus]
     # The output error, and what it sends back, are frozen at the feed-forward pass like every prediction.
     target = dense_target(loss_fn, output, target)
-    out_term, eps_out = _output_error(loss_fn, output, target, beta)
-    frozen_output = _send_errors([output], [eps_out], phi, retain_graph=True)
+    out_term, eps_out = weighted_output_error(loss_fn, output, target, beta)
+    frozen_output = send_errors([output], [eps_out], phi, retain_graph=True)
     # With μ̄ frozen, updating φ is updating ε = φ − μ̄. The recorded graph keeps the feed-forward φ (the frozen
     # Jacobians need it), so the errors evolve in their own tensors and are written into φ only at the end.
-    eps = [x_i.detach() - mu for x_i, mu in zip(phi, mu_bar)]
-    velocity = _velocity(eps, config)
+    eps = errors(phi, mu_bar)
+    velocity = zero_velocity(eps, config.momentum)
 
     energies = []
     for t in range(config.T + 1):
-        energies.append((torch._foreach_norm(eps), out_term))
+        energies.append(summed_energy(eps, out_term))
         if t == config.T:
             break
-        back = _send_errors(mus, eps, phi, retain_graph=True)
-        _sgd_(eps, _neuron_grads(eps, back, frozen_output), velocity, config)
+        back = send_errors(mus, eps, phi, retain_graph=True)
+        sgd_(eps, neuron_grads(eps, back, frozen_output), velocity, config.inference_lr, config.momentum)
 
-    energies = _energy_trace(energies, batch)
+    energies = torch.stack(energies) / batch
     try:
-        _check_energy(energies, config, x, target)
+        check_energy(energies, config, x, target)
         if params:
-            _accumulate(params, _send_errors(mus + [output], eps + [eps_out], params, scale=-1.0 / (batch * beta)))
+            accumulate_grads(params, send_errors(mus + [output], eps + [eps_out], params,
+                                                 scale=-1.0 / (batch * beta)))
     finally:
         _finish(layers, saved)
     with torch.no_grad():
@@ -397,24 +291,23 @@ def _infer_incremental(model, x, target, loss_fn, config, params, optimizer) -> 
         if t == 0:
             phi = _neurons_or_raise(layers)
             prediction = output.detach()
-            velocity = _velocity(phi, config)
+            velocity = zero_velocity(phi, config.momentum)
             target = dense_target(loss_fn, output, target)
-        nodes = predictions(layers) + [output]
-        out_term, eps_out = _output_error(loss_fn, output, target, beta)
-        with torch.no_grad():
-            eps = [*torch._foreach_sub(phi, nodes[:-1]), eps_out]
-        energies.append((torch._foreach_norm(eps[:-1]), out_term))
+        mus = predictions(layers)
+        out_term, eps_out = weighted_output_error(loss_fn, output, target, beta)
+        eps = errors(phi, mus)
+        energies.append(summed_energy(eps, out_term))
         final = t == config.T
-        back = _send_errors(nodes, eps, (params if final else phi + params))
+        back = send_errors(mus + [output], eps + [eps_out], (params if final else phi + params))
         if not final:
-            _update_neurons_(phi, eps, back[: len(phi)], velocity, config)
+            sgd_(phi, neuron_grads(eps, back[: len(phi)]), velocity, config.inference_lr, config.momentum)
         # ∂F/∂Θ = −Σ_j (∂μ_j/∂Θ)ᵀ ε_j, as a batch mean per unit β like the standard weight gradient.
         optimizer.zero_grad(set_to_none=True)
-        _accumulate(params, [None if b is None else b * (-1.0 / (batch * beta)) for b in back[-len(params):]])
+        accumulate_grads(params, [None if b is None else b * (-1.0 / (batch * beta)) for b in back[-len(params):]])
         optimizer.step()
-    energies = _energy_trace(energies, batch)
+    energies = torch.stack(energies) / batch
     try:
-        _check_energy(energies, config, x, target)
+        check_energy(energies, config, x, target)
     finally:
         # Every evaluation is a weight step here, so the buffers keep what each pass did; only the graphs go.
         _finish(layers, None)

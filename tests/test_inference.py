@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
+import inspect
 import math
 
 import pytest
@@ -12,6 +14,8 @@ from conftest import grads, make_mlp, relative_error
 from torch import nn
 
 import pc_common as pc
+import pc_common.inference
+import pc_common.step
 
 # The core properties hold for the eager reference and for the compiled step's traced graph (run uncompiled here:
 # it is ready at once; tests/test_compiled.py checks Inductor's code against it).
@@ -347,3 +351,21 @@ def test_finite_divergence_raises_and_names_the_step(batch):
     with pytest.raises(FloatingPointError, match=rf"rose .* step {first} of T=8 .*γ=50.0.*smaller γ"):
         pc.infer(model, x, y, "mse", config)
     assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("module", [pc_common.inference, pc_common.step], ids=["inference", "step"])
+def test_the_eager_path_uses_public_pytorch_only(module):
+    """The eager step is the reference a reader follows line by line and the compiled step is checked against: it
+    calls no private PyTorch name (``torch._…``, ``tensor._…``, the autograd engine's entry point), which can change
+    or vanish in any release. Only the step's own underscored helpers are allowed."""
+    private = []
+    for node in ast.walk(ast.parse(inspect.getsource(module))):
+        if isinstance(node, ast.Attribute):
+            name = node.attr
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr" and len(node.args) > 1:
+            name = getattr(node.args[1], "value", "")  # getattr(obj, "_name")
+        else:
+            continue
+        if isinstance(name, str) and name.startswith("_") and not name.startswith("__"):
+            private.append(f"line {node.lineno}: {name}")
+    assert not private
