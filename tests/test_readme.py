@@ -1,14 +1,16 @@
-"""README.md: every path, script, option and API name it shows exists, the two commands come first, and every
-headline result is the number its JSON file holds.
+"""README.md and docs/*.md: every path, link, script option and API name they show exists, their Python examples run,
+and every result they quote is the number its JSON file holds.
 
-The original tutorial's README named folders and files that did not exist. These tests read the README the way a
-reader does (links, inline code, code blocks) and check each reference against the repository itself.
+The original tutorial's README named folders and files that did not exist. These tests read each page the way a
+reader does (links, inline code, code blocks, tables) and check each reference against the repository itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
+import math
 import re
 import statistics
 from pathlib import Path
@@ -19,11 +21,18 @@ import pc_common
 from pc_common import PCConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+# The landing page and every page of docs/, by path relative to the repository's root.
+DOCS = {
+    path.relative_to(ROOT).as_posix(): path.read_text(encoding="utf-8")
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+}
+README = DOCS["README.md"]
+MAX_README_LINES = 150
 
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
 INLINE = re.compile(r"`([^`\n]+)`")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
+ANCHOR = re.compile(r"<a id=\"([^\"]+)\"></a>")
 # A relative path: ASCII names joined by slashes (so not a URL, an absolute or home path, a placeholder or ∂F/∂Θ).
 PATHLIKE = re.compile(r"^[\w.*-]+(/[\w.*-]*)+$", re.ASCII)
 # `.venv/bin/python path/to/script.py ARGS` or `.venv/bin/python -m package.module ARGS` (the prefix optional,
@@ -31,38 +40,48 @@ PATHLIKE = re.compile(r"^[\w.*-]+(/[\w.*-]*)+$", re.ASCII)
 COMMAND = re.compile(r"^\s*(?:[A-Z_]+=\S+\s+)*(?:\.venv/bin/)?python\s+(?:-m\s+([\w.]+)|(\S+\.py))([^\n`|]*)", re.M)
 
 
-def _code_texts() -> list[str]:
+def _code_texts(text: str) -> list[str]:
     """The contents of every fenced block and every inline code span (outside the fenced blocks)."""
-    blocks = FENCE.findall(README)
-    prose = FENCE.sub("", README)
-    return blocks + INLINE.findall(prose)
+    return FENCE.findall(text) + INLINE.findall(FENCE.sub("", text))
 
 
-def _commands() -> list[tuple[str, str]]:
+def _commands(text: str) -> list[tuple[str, str]]:
     """(script path, arguments) of every ``python script.py ...`` or ``python -m module ...`` shown in code."""
     return [
         (m.group(2) or m.group(1).replace(".", "/") + ".py", m.group(3))
-        for text in _code_texts()
-        for m in COMMAND.finditer(text)
+        for code in _code_texts(text)
+        for m in COMMAND.finditer(code)
     ]
 
 
 def _outputs() -> set[str]:
-    """Paths that a README command writes (``--json PATH``): they exist once the command has run."""
-    return {m for _, args in _commands() for m in re.findall(r"--json\s+(\S+)", args)}
+    """Paths that a command of any page writes (``--json PATH``): they exist once the command has run."""
+    return {m for text in DOCS.values() for _, args in _commands(text) for m in re.findall(r"--json\s+(\S+)", args)}
 
 
-def _path_tokens() -> set[str]:
+def _path_tokens(text: str) -> set[str]:
     """Every relative path shown in code (see ``PATHLIKE``)."""
     tokens = set()
-    for text in _code_texts():
-        for token in re.split(r"[\s,;()\"'=|]+", text):
+    for code in _code_texts(text):
+        for token in re.split(r"[\s,;()\"'=|]+", code):
             token = token.rstrip(".:")
             # .venv/… is made by `make`, not part of the repository.
             if not PATHLIKE.match(token) or token.startswith(("..", ".venv/")):
                 continue
             tokens.add(token)
     return tokens
+
+
+def _anchors(text: str) -> set[str]:
+    """The anchors a link may name in a page: its headings as GitHub spells them, and its ``<a id>`` tags."""
+    slugs = {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+             for heading in re.findall(r"^#+ (.*)$", FENCE.sub("", text), re.M)}
+    return slugs | set(ANCHOR.findall(text))
+
+
+def _section(text: str, heading: str) -> str:
+    """The section under ``## heading``, up to the next ``## `` heading."""
+    return text.split(f"\n## {heading}\n")[1].split("\n## ")[0]
 
 
 def test_the_two_commands_come_first():
@@ -79,33 +98,82 @@ def test_the_two_commands_come_first():
     assert "make test" in lines and "make run" in lines
 
 
-def test_links_point_to_existing_files():
-    """Every relative link and embedded image resolves to a file or folder of the repository."""
-    targets = [t for t in LINK.findall(README) if not re.match(r"^(https?:|mailto:|#)", t)]
-    assert targets, "the README links no local file (the figures at least)"
-    missing = [t for t in targets if not (ROOT / t.split("#")[0]).exists()]
-    assert not missing, f"README links missing files: {missing}"
+def test_readme_is_a_landing_page():
+    """The README fits on a few screens; everything else lives in docs/.
+
+    Why: a student should learn in five minutes what PC is, what to open first and what the tutorial found. The
+    README of 500 lines buried that under material for maintainers.
+    """
+    assert len(README.splitlines()) <= MAX_README_LINES
 
 
-def test_paths_in_code_exist():
-    """Every repository path shown in code exists, unless a README command writes it (``--json PATH``)."""
-    missing = sorted(t for t in _path_tokens() - _outputs() if not (ROOT / t).exists())
-    assert not missing, f"README names paths that do not exist: {missing}"
+def test_reading_order_lists_every_notebook():
+    """The reading order is a numbered list that links every notebook of the repository, each with its full and quick
+    running time.
+
+    Why: a notebook missing from the list is a notebook no student finds (the old table left out the first and the
+    theory notebook). Oracle: the notebooks on disk.
+    """
+    section = _section(README, "Reading order")
+    items = re.split(r"\n(?=\d+\. )", section.split("\n1. ", 1)[1])
+    listed = [LINK.search(item).group(1) for item in items]
+    notebooks = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("*/*.ipynb"))
+    assert sorted(listed) == notebooks
+    for item in items:
+        assert re.search(r"Full (\d|not measured)", item) and "quick" in item, f"no running times in {item!r}"
 
 
-def test_scripts_exist_and_accept_the_options_shown():
+def test_every_doc_is_linked_from_the_readme():
+    """Each page of docs/ is linked from the README, so nothing that moved out of it is lost to the reader."""
+    linked = set(LINK.findall(README))
+    assert not [doc for doc in DOCS if doc.startswith("docs/") and doc not in linked]
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_links_point_to_existing_files(doc):
+    """Every relative link and embedded image resolves to a file or folder, and every anchor to a heading or tag.
+
+    Links are relative to the page that holds them, as on GitHub.
+    """
+    folder = (ROOT / doc).parent
+    targets = [t for t in LINK.findall(DOCS[doc]) if not re.match(r"^(https?:|mailto:)", t)]
+    for target in targets:
+        path, _, anchor = target.partition("#")
+        file = (folder / path).resolve() if path else ROOT / doc
+        assert file.exists(), f"{doc} links a missing file: {target}"
+        if anchor and file.suffix == ".md":
+            assert anchor in _anchors(file.read_text(encoding="utf-8")), f"{doc}: no anchor {target}"
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_paths_in_code_exist(doc):
+    """Every repository path shown in code exists, unless a command of the pages writes it (``--json PATH``).
+
+    Paths in code are relative to the repository's root, where the commands run; a pattern (``pc_common/*.py``)
+    must match at least one file.
+    """
+    missing = sorted(t for t in _path_tokens(DOCS[doc]) - _outputs() if not any(ROOT.glob(t)))
+    assert not missing, f"{doc} names paths that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_scripts_exist_and_accept_the_options_shown(doc):
     """Each ``python script.py --option`` (or ``python -m module``) names an existing script defining that option.
 
     Oracle: the script's own source (its argparse definitions), so a renamed flag breaks this test, not the reader.
     """
-    commands = _commands()
-    assert commands, "the README shows no python command"
-    for script, args in commands:
+    for script, args in _commands(DOCS[doc]):
         path = ROOT / script
-        assert path.is_file(), f"{script} does not exist"
+        assert path.is_file(), f"{doc}: {script} does not exist"
         source = path.read_text(encoding="utf-8")
         for option in re.findall(r"(?<!\S)(--[\w-]+)", args):
-            assert f'"{option}"' in source, f"{script} has no option {option}"
+            assert f'"{option}"' in source, f"{doc}: {script} has no option {option}"
+
+
+def test_the_pages_show_commands():
+    """The pages show how each result is produced: at least one command per results page."""
+    for doc in ("docs/full_scale.md", "docs/results.md", "docs/performance.md"):
+        assert _commands(DOCS[doc]), f"{doc} shows no python command"
 
 
 def test_figures_are_embedded():
@@ -114,32 +182,43 @@ def test_figures_are_embedded():
         assert f"]({name})" in README
 
 
-@pytest.mark.parametrize("name", sorted(set(re.findall(r"pc_common\.(\w+)", README))))
+@pytest.mark.parametrize("name", sorted({n for text in DOCS.values() for n in re.findall(r"pc_common\.(\w+)", text)}))
 def test_api_names_exist(name):
-    """Every ``pc_common.<name>`` the README mentions is part of the package (a rename must update the README)."""
-    assert hasattr(pc_common, name), f"pc_common has no {name}"
+    """Every ``pc_common.<name>`` a page mentions is part of the package, a name it exports or one of its modules (a
+    rename must update the pages)."""
+    assert hasattr(pc_common, name) or importlib.util.find_spec(f"pc_common.{name}"), f"pc_common has no {name}"
 
 
 def test_pcconfig_fields_exist():
-    """The glossary's ``PCConfig.<field>`` names are the dataclass's fields (oracle: ``dataclasses.fields``)."""
+    """The ``PCConfig.<field>`` and ``PCConfig(field=...)`` names the pages use are the dataclass's fields.
+
+    Oracle: ``dataclasses.fields``.
+    """
     fields = {f.name for f in dataclasses.fields(PCConfig)}
-    named = set(re.findall(r"PCConfig\.(\w+)", README))
-    assert named, "the glossary names no PCConfig field"
+    named = {n for text in DOCS.values() for n in re.findall(r"PCConfig\.(\w+)", text)}
+    named |= {n for text in DOCS.values() for args in re.findall(r"PCConfig\(([^)]*)\)", text)
+              for n in re.findall(r"(\w+)=", args)}
+    assert named, "the pages name no PCConfig field"
     assert named <= fields, f"unknown PCConfig fields: {named - fields}"
 
 
-def test_python_snippets_run():
-    """The README's Python examples run as shown, and the PC step they define changes the weights.
+@pytest.mark.parametrize("doc", [doc for doc, text in DOCS.items() if "```python" in text])
+def test_python_snippets_run(doc):
+    """Each page's Python examples run as shown, and a PC step they define changes the weights.
 
-    Oracle: a PC step with nonzero errors must move at least one weight (Adam steps every weight with a gradient).
+    Oracle: a PC step with nonzero errors must move at least one weight (Adam steps every weight with a gradient). A
+    snippet's ``config`` is the setting the tutorial trains with (``classification/compare.py``'s PC settings):
+    the library's default β = 1 is not the recommendation, and a reader copies the snippet.
     """
     import torch
 
-    snippets = re.findall(r"^```python\n(.*?)^```", README, re.S | re.M)
-    assert snippets, "the README shows no Python example"
-    for code in snippets:
+    from classification.compare import PC_SETTINGS
+
+    for code in re.findall(r"^```python\n(.*?)^```", DOCS[doc], re.S | re.M):
         namespace: dict = {}
-        exec(compile(code, "README.md", "exec"), namespace)
+        exec(compile(code, doc, "exec"), namespace)
+        if "config" in namespace:
+            assert namespace["config"] == PC_SETTINGS
         if "pc_step" in namespace:
             torch.manual_seed(0)
             before = [p.detach().clone() for p in namespace["model"].parameters()]
@@ -148,114 +227,276 @@ def test_python_snippets_run():
             assert any(not torch.equal(b, a) for b, a in zip(before, after))
 
 
-# Every result number of the "Headline results" section, and the JSON it comes from. One entry per README snippet:
-# (JSON file, the README text with each number written as {expression:format}). In an expression, v("a/b/0") reads
-# that path of the file (keys and list indices), pct(path) is 100·v(path), and ratio(a, b) = median(a) / median(b)
-# (a number is its own median). Whitespace is compared collapsed, so a snippet may cross a line break of the prose.
-# A new result in the README gets one entry here: test_every_headline_result_is_quoted fails until it has one.
+# Every result number the pages quote, and the JSON it comes from. One entry per snippet of a page:
+# (page, JSON file, the page's text with each number written as {expression:format}). The JSON may also be a dict
+# {name: file}: then name(path) reads that file, for a row that quotes several. In an expression:
+#   v("a/b/0")        that path of the file (keys and list indices; -1 is the last element)
+#   pct(path)         100·v(path)
+#   ratio(a, b)       median(v(a)) / median(v(b)) (a number is its own median)
+#   find(path, k=x)   the element of the list at path whose field k is x
+#   sci(x)            x as 1e-4, 3e-3
+#   acc(rule)         "mean ± std" of the rule's test accuracy over seeds, in %
+#   diff(path)        per seed, 100·(pc − bp) of that path under each rule; mean(d), se(d) = std / √n
+#   paired()          "mean ± se" of diff('test_accuracy/per_seed')
+# A leading minus sign is written as the page writes it, "−". Whitespace is compared collapsed, so a snippet may
+# cross a line break of the prose. A result added to a results table needs an entry here:
+# test_every_result_in_a_results_table_is_quoted fails until it has one.
+GRADCHECK = "PC_BP_Gradients/results/gradcheck.json"
+MLP_FMNIST = "classification/results/comparison_mlp_fashion-mnist.json"
+CE_FMNIST = "classification/results/comparison_mlp-ce_fashion-mnist.json"
+CNN_FMNIST = "classification/results/comparison_cnn_fashion-mnist.json"
+MLP_50 = "classification/results/comparison_mlp-50epochs_fashion-mnist.json"
+BETA_01 = "classification/results/comparison_mlp-50epochs-beta0.1_fashion-mnist.json"
+WIDE_FIXED = "classification/results/comparison_mlp-width512-fixedstep_fashion-mnist.json"
+WIDE = "classification/results/comparison_mlp-width512_fashion-mnist.json"
+BATCH_32 = "classification/results/comparison_mlp-batch32_fashion-mnist.json"
+DIAGNOSIS = "classification/results/diagnosis_fashion-mnist.json"
+DIAGNOSIS_50 = "classification/results/diagnosis-50epochs_fashion-mnist.json"
+MLP_5K = "classification/results/comparison_mlp_mnist-5k.json"
+CNN_5K = "classification/results/comparison_cnn_mnist-5k.json"
+BENCH_2 = "classification/results/benchmark.json"
+BENCH_1 = "classification/results/benchmark_1thread.json"
+FLOPS = "classification/results/flops.json"
+SEQUENCES = "classification/results/sequences.json"
+COMPRESSION = "compression/results/comparison.json"
+COMPRESSION_FLOPS = "compression/results/flops.json"
+# Runs of the diagnosis files, by name.
+ADAMW_001 = "runs/PC: β = 0.01, AdamW 1e-3 cosine"
+SGD_001 = "runs/PC: β = 0.01, plain SGD 0.05 cosine"
+BEFORE = "runs/PC before: β = 1, Adam 3e-3"
+BP_RUN = "runs/BP: AdamW 1e-3 cosine"
+# Shared snippets.
+FIXED_PREDICTION = ("| (reference) | {v('models/mlp/fixed_prediction_rel_error'):.2g}"
+                    " / {v('models/cnn/fixed_prediction_rel_error'):.2g} / {v('models/rnn/fixed_prediction_rel_error'):.2g}"
+                    " / {v('models/lstm/fixed_prediction_rel_error'):.2g} |")
+CODING_TIME = "{ratio(find('summary', model='pc-decoder')['test_seconds_per_batch'], " \
+              "find('summary', model='bp-ae')['test_seconds_per_batch']):.1f}×"
+FIRST_ALARMS = "{v('pc/history/0/alarms/0/epoch')} (seed {v('pc/hyperparameters/seeds/0')}) and" \
+               " {v('pc/history/1/alarms/0/epoch')} (seed {v('pc/hyperparameters/seeds/1')})"
+
 QUOTES = [
-    ("classification/results/comparison_mlp-50epochs_fashion-mnist.json",
-     "raised an alarm | {pct('bp/test_accuracy/mean'):.2f} ± {pct('bp/test_accuracy/std'):.2f}; {v('bp/alarms'):d}"
-     " | {pct('pc/test_accuracy/mean'):.2f} ± {pct('pc/test_accuracy/std'):.2f}; {v('pc/alarms'):d} |"),
-    ("classification/results/comparison_mlp-50epochs-beta0.1_fashion-mnist.json",
-     "α = 3e-3): test accuracy (%); alarm epochs | {pct('bp/test_accuracy/mean'):.2f} ± {pct('bp/test_accuracy/std'):.2f};"
-     " {v('bp/alarms'):d} | {pct('pc/test_accuracy/mean'):.2f} ± {pct('pc/test_accuracy/std'):.2f}; {v('pc/alarms'):d} |"),
-    ("classification/results/comparison_mlp-width512-fixedstep_fashion-mnist.json",
-     "width 512, γ fixed: test accuracy (%); alarm epochs | {pct('bp/test_accuracy/mean'):.2f}; {v('bp/alarms'):d}"
-     " | {pct('pc/test_accuracy/mean'):.2f}; {v('pc/alarms'):d} |"),
-    ("classification/results/comparison_mlp-width512_fashion-mnist.json",
-     "rose: 9 and 12) | {pct('bp/test_accuracy/mean'):.2f}; {v('bp/alarms'):d}"
-     " | {pct('pc/test_accuracy/mean'):.2f}; {v('pc/alarms'):d} |"),
-    ("classification/results/comparison_mlp-batch32_fashion-mnist.json",
-     "1,719 batches an epoch): test accuracy (%); alarm epochs | {pct('bp/test_accuracy/mean'):.2f};"
-     " {v('bp/alarms'):d} | {pct('pc/test_accuracy/mean'):.2f}; {v('pc/alarms'):d} |"),
-    ("classification/results/comparison_mlp_fashion-mnist.json",
-     "5 seeds: test accuracy at the best-validation epoch (%) | {pct('bp/test_accuracy/mean'):.2f} ± "
-     "{pct('bp/test_accuracy/std'):.2f} | {pct('pc/test_accuracy/mean'):.2f} ± {pct('pc/test_accuracy/std'):.2f} |"),
-    ("classification/results/comparison_mlp-ce_fashion-mnist.json",
-     "cross-entropy output (%) | {pct('bp/test_accuracy/mean'):.2f} ± {pct('bp/test_accuracy/std'):.2f}"
-     " | {pct('pc/test_accuracy/mean'):.2f} ± {pct('pc/test_accuracy/std'):.2f} |"),
-    ("classification/results/comparison_cnn_fashion-mnist.json",
-     "settings of the MLP (%) | {pct('bp/test_accuracy/mean'):.2f} ± {pct('bp/test_accuracy/std'):.2f}"
-     " | {pct('pc/test_accuracy/mean'):.2f} ± {pct('pc/test_accuracy/std'):.2f} |"),
-    ("classification/results/comparison_mlp_fashion-mnist.json",
-     "only a rough guide) | {v('bp/epoch_seconds'):.1f} /"),
-    ("classification/results/comparison_mlp-ce_fashion-mnist.json",
-     " / {v('bp/epoch_seconds'):.1f} / "),
-    ("classification/results/comparison_cnn_fashion-mnist.json",
-     " / {v('bp/epoch_seconds'):.1f} | "),
-    ("classification/results/comparison_mlp_fashion-mnist.json",
-     "| {v('pc/epoch_seconds'):.1f} / "),
-    ("classification/results/comparison_mlp-ce_fashion-mnist.json",
-     " / {v('pc/epoch_seconds'):.1f} / "),
-    ("classification/results/comparison_cnn_fashion-mnist.json",
-     " / {v('pc/epoch_seconds'):.1f} | (as above) |"),
-    ("PC_BP_Gradients/results/gradcheck.json",
-     "| (reference) | {v('models/mlp/fixed_prediction_rel_error'):.2g} / {v('models/cnn/fixed_prediction_rel_error'):.2g}"
-     " / {v('models/rnn/fixed_prediction_rel_error'):.2g} / {v('models/lstm/fixed_prediction_rel_error'):.2g} |"),
-    ("PC_BP_Gradients/results/gradcheck.json",
+    # README.md: the key results.
+    ("README.md", GRADCHECK, FIXED_PREDICTION),
+    ("README.md", GRADCHECK,
+     "| (reference) | {v('models/mlp/standard_pc_by_beta/1.0/cosine'):.3f} at β = 1;"
+     " {v('models/mlp/standard_pc_by_beta/0.01/cosine'):.3f} at β = 0.01 | one batch at initialisation, float64,"
+     " T = {v('models/mlp/standard_pc_T')} |"),
+    ("README.md", MLP_FMNIST,
+     "{v('pc/hyperparameters/epochs')} epochs, {len(v('pc/hyperparameters/seeds'))} seeds: test accuracy (%)"),
+    ("README.md", MLP_FMNIST, "| {acc('bp')} | {acc('pc')} | under AdamW; paired difference {paired()} |"),
+    ("README.md", DIAGNOSIS,
+     "(T = {v(ADAMW_001 + '/recipe/T')}, γ = {v(ADAMW_001 + '/recipe/inference_lr'):g},"
+     " β = {v(ADAMW_001 + '/recipe/output_precision'):g})"),
+    ("README.md", DIAGNOSIS,
+     "| (reference) | {v(ADAMW_001 + '/epochs/-1/ratio/0'):.2g} (cosine {v(ADAMW_001 + '/epochs/-1/cosine/0'):.3f}) |"
+     " AdamW rescales it away; PC with plain SGD reached {pct(SGD_001 + '/epochs/-1/val_accuracy'):.2f} % validation"
+     " accuracy (one seed) |"),
+    ("README.md", CNN_FMNIST, "| {acc('bp')} | {acc('pc')} | paired difference {paired()};"),
+    ("README.md", FLOPS,
+     "| (reference) | {find('breakdown', model='mlp', step='PC (pc_common)')['ratio to BP']:.2f}×"
+     " / {find('breakdown', model='cnn', step='PC (pc_common)')['ratio to BP']:.2f}× |"),
+    ("README.md", BENCH_1, "measured: {v('ratio'):.2f}× BP's time per epoch on one CPU thread"),
+    ("README.md", SEQUENCES,
+     "| {pct('rowmnist/runs/BP/test_accuracy'):.1f} / {pct('shakespeare/runs/BP/test_accuracy'):.1f}"
+     " | {pct('rowmnist/runs/PC standard/test_accuracy'):.1f} / {pct('shakespeare/runs/PC standard/test_accuracy'):.1f}"
+     " | one seed; fixed-prediction PC matches BP on the RNN"
+     " ({pct('rowmnist/runs/PC fixed prediction/test_accuracy'):.1f}) |"),
+    ("README.md", COMPRESSION,
+     "| {find('summary', model='bp-ae')['test_mse']:.4f} | {find('summary', model='pc-decoder')['test_mse']:.4f}"
+     " | one seed; coding a test batch takes " + CODING_TIME + " the autoencoder's time (encode and decode) |"),
+    # docs/full_scale.md: the protocol.
+    ("docs/full_scale.md", MLP_FMNIST,
+     "AdamW, weight decay {sci(v('pc/hyperparameters/weight_decay'))}, cosine schedule,"
+     " α = {sci(v('pc/hyperparameters/lr'))} (squared error)"),
+    ("docs/full_scale.md", CE_FMNIST,
+     "or {sci(v('pc/hyperparameters/lr'))} (cross-entropy), batch {v('pc/hyperparameters/batch_size')} |"),
+    ("docs/full_scale.md", MLP_FMNIST,
+     "| T = {v('pc/hyperparameters/T')}, γ = {v('pc/hyperparameters/inference_lr'):g},"
+     " momentum {v('pc/hyperparameters/momentum'):g}, β = {v('pc/hyperparameters/output_precision'):g} ("),
+    ("docs/full_scale.md", MLP_FMNIST,
+     "| {v('pc/hyperparameters/epochs')} epochs, {len(v('pc/hyperparameters/seeds'))} seeds |"),
+    # docs/full_scale.md: the results table.
+    ("docs/full_scale.md", MLP_FMNIST,
+     "5 seeds: test accuracy (%) | {acc('bp')} | {acc('pc')} | {paired()} | [1](#c1) |"),
+    ("docs/full_scale.md", CE_FMNIST, "cross-entropy output (%) | {acc('bp')} | {acc('pc')} | {paired()} | [2](#c2) |"),
+    ("docs/full_scale.md", CNN_FMNIST, "not swept for it (%) | {acc('bp')} | {acc('pc')} | {paired()} | [3](#c3) |"),
+    ("docs/full_scale.md", MLP_50,
+     "| {acc('bp')}; {v('bp/alarms')} | {acc('pc')}; {v('pc/alarms')} | {paired()} | [4](#c4) |"),
+    ("docs/full_scale.md", BETA_01,
+     "with β = {v('pc/hyperparameters/output_precision'):g}, the first fix, γ fixed"
+     " (BP: α = {sci(v('bp/hyperparameters/lr'))}) (%); alarm epochs"
+     " | {acc('bp')}; {v('bp/alarms')} | {acc('pc')}; {v('pc/alarms')} | {paired()} | [5](#c5) |"),
+    ("docs/full_scale.md", WIDE_FIXED,
+     "γ fixed (%); alarm epochs | {pct('bp/test_accuracy/mean'):.2f}; {v('bp/alarms')}"
+     " | {pct('pc/test_accuracy/mean'):.2f}; {v('pc/alarms')} | (one seed) | [6](#c6) |"),
+    ("docs/full_scale.md", WIDE,
+     "`adapt_step` (%); alarm epochs | {pct('bp/test_accuracy/mean'):.2f}; {v('bp/alarms')}"
+     " | {pct('pc/test_accuracy/mean'):.2f}; {v('pc/alarms')} | (one seed) | [7](#c7) |"),
+    ("docs/full_scale.md", BATCH_32,
+     "1 seed (%); alarm epochs | {pct('bp/test_accuracy/mean'):.2f}; {v('bp/alarms')}"
+     " | {pct('pc/test_accuracy/mean'):.2f}; {v('pc/alarms')} | (one seed) | [8](#c8) |"),
+    ("docs/full_scale.md", {"mlp": MLP_FMNIST, "ce": CE_FMNIST, "cnn": CNN_FMNIST},
+     "| {mlp('bp/epoch_seconds'):.1f} / {ce('bp/epoch_seconds'):.1f} / {cnn('bp/epoch_seconds'):.1f}"
+     " | {mlp('pc/epoch_seconds'):.1f} / {ce('pc/epoch_seconds'):.1f} / {cnn('pc/epoch_seconds'):.1f} |"),
+    # docs/full_scale.md: the prose.
+    ("docs/full_scale.md", DIAGNOSIS,
+     "on the {v('setting/epochs')}-epoch diagnosis (below), at the last epoch, the cosine to BP's gradient per weight"
+     " matrix is {v(ADAMW_001 + '/epochs/-1/cosine/0'):.3f} / {v(ADAMW_001 + '/epochs/-1/cosine/1'):.3f}"
+     " / {v(ADAMW_001 + '/epochs/-1/cosine/2'):.3f} / {v(ADAMW_001 + '/epochs/-1/cosine/3'):.3f} while the size"
+     " ‖g_PC‖/‖g_BP‖ is {v(ADAMW_001 + '/epochs/-1/ratio/0'):.2g} / {v(ADAMW_001 + '/epochs/-1/ratio/1'):.2g}"
+     " / {v(ADAMW_001 + '/epochs/-1/ratio/2'):.2g} / {v(ADAMW_001 + '/epochs/-1/ratio/3'):.2g} (first"),
+    ("docs/full_scale.md", DIAGNOSIS,
+     "reached {pct(SGD_001 + '/epochs/-1/val_accuracy'):.2f} % validation accuracy after"
+     " {len(v(SGD_001 + '/epochs'))} epochs"),
+    ("docs/full_scale.md", CNN_FMNIST,
+     "below BP on {sum(d < 0 for d in diff('test_accuracy/per_seed'))} of the {len(diff('test_accuracy/per_seed'))}"
+     " paired seeds; the paired difference is about"
+     " {abs(mean(diff('test_accuracy/per_seed'))) / se(diff('test_accuracy/per_seed')):.1f} standard errors"),
+    ("docs/full_scale.md", BETA_01,
+     "**The first fix, β = {v('pc/hyperparameters/output_precision'):g},** blew up in both seeds"),
+    ("docs/full_scale.md", BETA_01,
+     "first alarm came at epoch " + FIRST_ALARMS + " of {v('pc/hyperparameters/epochs')},"),
+    ("docs/full_scale.md", WIDE_FIXED,
+     "training collapsed at epoch {[a['epoch'] for a in v('pc/history/0/alarms') if a['loss_jumps']][0]}"),
+    ("docs/full_scale.md", WIDE,
+     "halved γ after epochs {v('pc/history/0/alarms/0/epoch')} and {v('pc/history/0/alarms/1/epoch')}"
+     " (ending at γ = {v('pc/history/0/epochs/-1/inference_lr'):g}) and trained through,"
+     " {pct('bp/test_accuracy/mean') - pct('pc/test_accuracy/mean'):.2f} points below BP"),
+    ("docs/full_scale.md", BATCH_32,
+     "PC ended {pct('bp/test_accuracy/mean') - pct('pc/test_accuracy/mean'):.2f} points below BP"),
+    ("docs/full_scale.md", MLP_FMNIST,
+     "PC's {pct('pc/test_accuracy/mean'):.2f} % here is {89.88 - pct('pc/test_accuracy/mean'):.2f} points below; BP"
+     " under the same protocol here (one shared optimizer setting, {v('bp/hyperparameters/epochs')} epochs, mean of"
+     " five seeds) reaches {pct('bp/test_accuracy/mean'):.2f} %"),
+    ("docs/full_scale.md", DIAGNOSIS,
+     "(Adam at a constant α = {sci(v(BEFORE + '/recipe/lr'))}, β = {v(BEFORE + '/recipe/output_precision'):g})"),
+    ("docs/full_scale.md", DIAGNOSIS_50,
+     "at BP's weights after {v('setting/epochs')} epochs, γλ_max = {v(BP_RUN + '/epochs/-1/gamma_lambda'):.2f}"),
+    ("docs/full_scale.md", DIAGNOSIS_50,
+     "over {v('setting/epochs')} epochs PC's ‖W_L‖₂ still reached {v(ADAMW_001 + '/epochs/-1/spectral_norm/-1'):.1f},"
+     " against BP's {v(BP_RUN + '/epochs/-1/spectral_norm/-1'):.2f}"),
+    ("docs/full_scale.md", MLP_5K, "(Adam at a constant α = {sci(v('pc/hyperparameters/lr'))}, chosen by"),
+    # docs/performance.md.
+    ("docs/performance.md", FLOPS, "batch {v('batch')}, T = {v('T')}"),
+    ("docs/performance.md", FLOPS,
+     "(leaky-ReLU), MFLOP per step (PC / BP) | {find('breakdown', model='mlp', step='BP')['total']:.1f}"
+     " | {find('breakdown', model='mlp', step='PC (pc_common)')['total']:.1f}"
+     " ({find('breakdown', model='mlp', step='PC (pc_common)')['ratio to BP']:.2f}×) |"),
+    ("docs/performance.md", FLOPS,
+     "on the energy does (PC / BP) | {find('breakdown', model='mlp', step='BP')['total']:.1f}"
+     " | {find('breakdown', model='mlp', step='PC, weight grads every step')['total']:.1f}"
+     " ({find('breakdown', model='mlp', step='PC, weight grads every step')['ratio to BP']:.2f}×) |"),
+    ("docs/performance.md", FLOPS,
+     "| CNN, MFLOP per step (PC / BP) | {find('breakdown', model='cnn', step='BP')['total']:.1f}"
+     " | {find('breakdown', model='cnn', step='PC (pc_common)')['total']:.1f}"
+     " ({find('breakdown', model='cnn', step='PC (pc_common)')['ratio to BP']:.2f}×) |"),
+    ("docs/performance.md", FLOPS,
+     "at every inference step (PC / BP) | {find('breakdown', model='cnn', step='BP')['total']:.1f}"
+     " | {find('breakdown', model='cnn', step='PC, weight grads every step')['total']:.1f}"
+     " ({find('breakdown', model='cnn', step='PC, weight grads every step')['ratio to BP']:.2f}×) |"),
+    ("docs/performance.md", FLOPS,
+     "keeps the ratio near {find('breakdown', model='mlp', step='PC (pc_common)')['ratio to BP']:.1f}"),
+    ("docs/performance.md", BENCH_2,
+     "(28 batches of {v('setting/batch_size')}), T = {v('setting/T')}, median of {v('setting/repeats')} epochs"),
+    ("docs/performance.md", BENCH_2,
+     "| {v('setting/threads')} threads: seconds per epoch (PC / BP) | {v('bp_seconds'):.3f}"
+     " | {v('pc_seconds'):.3f} ({v('ratio'):.2f}×) |"),
+    ("docs/performance.md", BENCH_1,
+     "| {v('setting/threads')} thread: seconds per epoch (PC / BP) | {v('bp_seconds'):.3f}"
+     " | {v('pc_seconds'):.3f} ({v('ratio'):.2f}×) |"),
+    ("docs/performance.md", BENCH_1, "above the FLOP ratio of {v('flop_ratio'):.2f}: {v('ratio'):.2f}× on one thread"),
+    ("docs/performance.md", BENCH_2, "on one thread and {v('ratio'):.2f}× on two over whole epochs"),
+    ("docs/performance.md", FLOPS,
+     "and {v('ratios_vs_T/mlp/time_pc')[v('ratios_vs_T/mlp/T').index(v('T'))]:.2f}× for one step timed on its own"
+     " in `classification/FLOPs.ipynb` ({v('threads')} thread)"),
+    ("docs/performance.md", COMPRESSION, "with T = {find('runs', model='pc-decoder')['pc']['T']} inference steps"),
+    ("docs/performance.md", COMPRESSION_FLOPS,
+     "per encoder pass of the BP autoencoder |"
+     " {v('ratios_vs_T/mlp/flop pc-decoder coding')[v('ratios_vs_T/mlp/T').index(35)]:.1f}× |"),
+    ("docs/performance.md", COMPRESSION_FLOPS,
+     "per encode-and-decode pass of the BP autoencoder |"
+     " {find('agreement', arch='mlp', operation='pc-decoder coding')['analytic']"
+     " / find('agreement', arch='mlp', operation='autoencoder forward')['analytic']:.1f}× |"),
+    ("docs/performance.md", COMPRESSION_FLOPS,
+     "per encoder pass, in `compression/FLOPs.ipynb` |"
+     " {v('ratios_vs_T/mlp/time pc-decoder coding')[v('ratios_vs_T/mlp/T').index(35)]:.1f}× |"),
+    ("docs/performance.md", COMPRESSION,
+     "a test batch of {find('summary', model='bp-ae')['test_batch_size']:,} images, per BP-autoencoder batch (encode"
+     " and decode), in `compression/comparison.ipynb` | " + CODING_TIME + " |"),
+    # docs/results.md.
+    ("docs/results.md", GRADCHECK,
+     "MLP / CNN / tanh RNN / LSTM (T = {v('models/mlp/fixed_prediction_T')} / {v('models/cnn/fixed_prediction_T')}"
+     " / {v('models/rnn/fixed_prediction_T')} / {v('models/lstm/fixed_prediction_T')}) " + FIXED_PREDICTION),
+    ("docs/results.md", GRADCHECK,
+     "MLP (γ = {v('models/mlp/standard_pc_inference_lr'):g}, T = {v('models/mlp/standard_pc_T')}) / CNN / RNN / LSTM"
+     " (γ = {v('models/cnn/standard_pc_inference_lr'):g}, T = {v('models/cnn/standard_pc_T')}"
+     " / {v('models/rnn/standard_pc_T')} / {v('models/lstm/standard_pc_T')})"),
+    ("docs/results.md", GRADCHECK,
      "| (reference) | {v('models/mlp/standard_pc_by_beta/1.0/cosine'):.3f} / {v('models/cnn/standard_pc_by_beta/1.0/cosine'):.3f}"
      " / {v('models/rnn/standard_pc_by_beta/1.0/cosine'):.3f} / {v('models/lstm/standard_pc_by_beta/1.0/cosine'):.3f} |"),
-    ("PC_BP_Gradients/results/gradcheck.json",
+    ("docs/results.md", GRADCHECK,
      "| (reference) | {v('models/mlp/standard_pc_by_beta/0.01/cosine'):.3f} / {v('models/cnn/standard_pc_by_beta/0.01/cosine'):.3f}"
      " / {v('models/rnn/standard_pc_by_beta/0.01/cosine'):.5f} / {v('models/lstm/standard_pc_by_beta/0.01/cosine'):.5f} |"),
-    ("PC_BP_Gradients/results/gradcheck.json",
-     "| −{-v('scalar_dLdx_true'):.12f} (autograd) | −{-v('scalar_dLdx_pc'):.12f} |"),
-    ("classification/results/comparison_mlp_mnist-5k.json",
-     "at the best-validation epoch (%) | {pct('bp/test_accuracy/mean'):.2f} ± {pct('bp/test_accuracy/std'):.2f}"
-     " | {pct('pc/test_accuracy/mean'):.2f} ± {pct('pc/test_accuracy/std'):.2f} |"),
-    ("classification/results/comparison_cnn_mnist-5k.json",
-     "same protocol (%) | {pct('bp/test_accuracy/mean'):.2f} ± {pct('bp/test_accuracy/std'):.2f}"
-     " | {pct('pc/test_accuracy/mean'):.2f} ± {pct('pc/test_accuracy/std'):.2f} |"),
-    ("classification/results/benchmark.json",
-     "2 threads; PC / BP | {v('bp_seconds'):.3f} | {v('pc_seconds'):.3f} ({v('ratio'):.2f}×) |"),
-    ("classification/results/benchmark_1thread.json",
-     "the same on 1 thread | {v('bp_seconds'):.3f} | {v('pc_seconds'):.3f} ({v('ratio'):.2f}×) |"),
-    ("classification/results/flops.json",
-     "| {v('breakdown/0/total'):.1f} MFLOP | {v('breakdown/1/total'):.1f} MFLOP ({v('breakdown/1/ratio to BP'):.2f}×) |"),
-    ("classification/results/flops.json",
-     "| {v('breakdown/3/total'):.1f} MFLOP | {v('breakdown/4/total'):.1f} MFLOP ({v('breakdown/4/ratio to BP'):.2f}×) |"),
-    ("classification/results/sequences.json",
-     "| {pct('rowmnist/runs/BP/test_accuracy'):.1f} | fixed prediction"
+    ("docs/results.md", GRADCHECK, "| {v('scalar_dLdx_true'):.12f} (autograd) | {v('scalar_dLdx_pc'):.12f} |"),
+    ("docs/results.md", MLP_5K,
+     "{v('pc/hyperparameters/epochs')} epochs, batch {v('pc/hyperparameters/batch_size')},"
+     " T = {v('pc/hyperparameters/T')}, {len(v('pc/hyperparameters/seeds'))} seeds, at the best-validation epoch (%)"
+     " | {acc('bp')} | {acc('pc')} |"),
+    ("docs/results.md", CNN_5K,
+     "{v('pc/hyperparameters/epochs')} epochs, same protocol (%) | {acc('bp')} | {acc('pc')} |"),
+    ("docs/results.md", MLP_5K,
+     "PC uses the full-scale settings (γ = {v('pc/hyperparameters/inference_lr'):g},"
+     " β = {v('pc/hyperparameters/output_precision'):g})"),
+    ("docs/results.md", CNN_5K,
+     "below BP in {sum(d < 0 for d in diff('test_accuracy/per_seed'))} of the {len(diff('test_accuracy/per_seed'))}"
+     " seed pairs"),
+    ("docs/results.md", SEQUENCES,
+     "tanh RNN, {v('rowmnist/epochs')} epochs: test accuracy (%), time per epoch vs BP"
+     " | {pct('rowmnist/runs/BP/test_accuracy'):.1f} | fixed prediction"
      " {pct('rowmnist/runs/PC fixed prediction/test_accuracy'):.1f}"
      " ({ratio('rowmnist/runs/PC fixed prediction/seconds_per_epoch', 'rowmnist/runs/BP/seconds_per_epoch'):.1f}×);"
      " standard {pct('rowmnist/runs/PC standard/test_accuracy'):.1f}"
      " ({ratio('rowmnist/runs/PC standard/seconds_per_epoch', 'rowmnist/runs/BP/seconds_per_epoch'):.1f}×) |"),
-    ("classification/results/sequences.json",
-     "| {pct('shakespeare/runs/BP/test_accuracy'):.1f} | {pct('shakespeare/runs/PC standard/test_accuracy'):.1f}"
+    ("docs/results.md", SEQUENCES,
+     "LSTM, {v('shakespeare/epochs')} epochs on {v('shakespeare/chars'):,} characters: test accuracy (%), time vs BP"
+     " | {pct('shakespeare/runs/BP/test_accuracy'):.1f} | {pct('shakespeare/runs/PC standard/test_accuracy'):.1f}"
      " ({ratio('shakespeare/runs/PC standard/seconds_per_epoch', 'shakespeare/runs/BP/seconds_per_epoch'):.1f}×) |"),
-    ("compression/results/comparison.json",
-     "| {v('summary/0/test_mse'):.4f} | {v('summary/1/test_mse'):.4f} / {v('summary/2/test_mse'):.4f} |"),
-    ("compression/results/comparison.json",
-     "| {v('summary/0/parameters'):,} | PC AE {v('summary/1/parameters'):,}"
-     " ({ratio('summary/1/train_seconds_per_epoch', 'summary/0/train_seconds_per_epoch'):.1f}×,"
-     " {ratio('summary/1/test_seconds_per_batch', 'summary/0/test_seconds_per_batch'):.1f}×);"
-     " PC decoder {v('summary/2/parameters'):,}"
-     " ({ratio('summary/2/train_seconds_per_epoch', 'summary/0/train_seconds_per_epoch'):.1f}×,"
-     " {ratio('summary/2/test_seconds_per_batch', 'summary/0/test_seconds_per_batch'):.1f}×) |"),
-    ("classification/results/benchmark_1thread.json",
-     "The eager time ratio sits above the FLOP ratio of {v('flop_ratio'):.2f}: {v('ratio'):.2f}× on one thread"),
-    ("classification/results/benchmark.json", "on one thread and {v('ratio'):.2f}× on two over whole epochs"),
-    ("classification/results/flops.json",
-     "and {v('ratios_vs_T/mlp/time_pc/3'):.2f}× for one step timed on its own in `classification/FLOPs.ipynb`"),
-    ("classification/results/flops.json", "The FLOP ratio would be {v('breakdown/2/ratio to BP'):.1f} if"),
-    ("compression/results/flops.json", "35 inference steps, {v('ratios_vs_T/mlp/flop pc-decoder coding/4'):.1f} encoder"),
-    ("compression/results/comparison.json",
-     "in FLOPs, and {ratio('summary/2/test_seconds_per_batch', 'summary/0/test_seconds_per_batch'):.1f} times the BP"
-     " autoencoder's wall time per test batch"),
+    ("docs/results.md", COMPRESSION,
+     "{v('epochs')} epochs: test MSE per pixel (BP autoencoder / PC autoencoder / PC decoder)"
+     " | {find('summary', model='bp-ae')['test_mse']:.4f} | {find('summary', model='pc-ae')['test_mse']:.4f}"
+     " / {find('summary', model='pc-decoder')['test_mse']:.4f} |"),
+    ("docs/results.md", COMPRESSION,
+     "| {find('summary', model='bp-ae')['parameters']:,} | PC AE {find('summary', model='pc-ae')['parameters']:,}"
+     " ({ratio(find('summary', model='pc-ae')['train_seconds_per_epoch'],"
+     " find('summary', model='bp-ae')['train_seconds_per_epoch']):.1f}×,"
+     " {ratio(find('summary', model='pc-ae')['test_seconds_per_batch'],"
+     " find('summary', model='bp-ae')['test_seconds_per_batch']):.1f}×);"
+     " PC decoder {find('summary', model='pc-decoder')['parameters']:,}"
+     " ({ratio(find('summary', model='pc-decoder')['train_seconds_per_epoch'],"
+     " find('summary', model='bp-ae')['train_seconds_per_epoch']):.1f}×, " + CODING_TIME + ") |"),
+    ("docs/results.md", COMPRESSION,
+     "at {find('runs', model='pc-decoder')['pc']['T']} inference steps per code at test time"),
+    # docs/history.md.
+    ("docs/history.md", BETA_01, "the guard's first alarm came at epoch {v('pc/history/0/alarms/0/epoch')} and"
+     " {v('pc/history/1/alarms/0/epoch')} of the two seeds"),
 ]
-# Rows whose numbers have no committed result file yet (the compiled-step timings): quote them once their JSON is in.
-NO_RESULT_FILE = ("| MLP seconds per epoch, eager / compiled step", "| CNN, the same, median of 5",
-                  "| MLP, full Fashion-MNIST (430 batches")
-FIELD = re.compile(r"\{([^{}]+):([^{}:]*)\}")
+FIELD = re.compile(r"\{([^{}]+):([^{}:]*)\}|\{([^{}:]+)\}")
+# Columns of a results table: a Markdown table with a column headed BP, PC (or both) or "result".
+RESULT_COLUMN = re.compile(r"\bBP\b|\bPC\b|^result$")
 
 
 def _flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def _render(path: str, template: str) -> str:
-    """The README text a quote stands for: each {expression:format} evaluated on the JSON file ``path``."""
+def _format(value, spec: str) -> str:
+    """``format(value, spec)``, with a leading minus written "−" as the pages write it."""
+    text = format(value, spec)
+    return "−" + text[1:] if text.startswith("-") else text
+
+
+def _reader(path: str):
+    """``v``: a path ("a/b/0", keys and list indices) into the JSON file ``path``."""
     data = json.loads((ROOT / path).read_text(encoding="utf-8"))
 
     def v(key: str):
@@ -264,53 +505,103 @@ def _render(path: str, template: str) -> str:
             value = value[int(part)] if isinstance(value, list) else value[part]
         return value
 
-    def ratio(a: str, b: str) -> float:
-        def typical(x):
-            return statistics.median(x) if isinstance(x, list) else x
-
-        return typical(v(a)) / typical(v(b))
-
-    names = {"v": v, "pct": lambda key: 100 * v(key), "ratio": ratio}
-    return _flat(FIELD.sub(lambda m: format(eval(m.group(1), names), m.group(2)), template))
+    return v
 
 
-def _headline() -> str:
-    """The "Headline results" section (up to the next heading)."""
-    return README.split("\n## Headline results\n")[1].split("\n## ")[0]
+def _names(source) -> dict:
+    """The names a template's expressions may use (see ``QUOTES``)."""
+    if isinstance(source, dict):
+        return {name: _reader(path) for name, path in source.items()}
+    v = _reader(source)
+
+    def typical(x):
+        x = v(x) if isinstance(x, str) else x
+        return statistics.median(x) if isinstance(x, list) else x
+
+    def find(key: str, **fields):
+        return next(item for item in v(key) if all(item[k] == value for k, value in fields.items()))
+
+    def sci(x: float) -> str:
+        mantissa, exponent = f"{x:.0e}".split("e")
+        return f"{mantissa}e{int(exponent)}"
+
+    def diff(key: str) -> list[float]:
+        return [100 * (pc - bp) for pc, bp in zip(v(f"pc/{key}"), v(f"bp/{key}"), strict=True)]
+
+    def se(values: list[float]) -> float:
+        return statistics.stdev(values) / math.sqrt(len(values))
+
+    def acc(rule: str) -> str:
+        return f"{100 * v(f'{rule}/test_accuracy/mean'):.2f} ± {100 * v(f'{rule}/test_accuracy/std'):.2f}"
+
+    def paired() -> str:
+        d = diff("test_accuracy/per_seed")
+        return f"{_format(statistics.mean(d), '.2f')} ± {se(d):.2f}"
+
+    return {"v": v, "pct": lambda key: 100 * v(key), "ratio": lambda a, b: typical(a) / typical(b), "find": find,
+            "sci": sci, "diff": diff, "mean": statistics.mean, "se": se, "acc": acc, "paired": paired,
+            "ADAMW_001": ADAMW_001, "SGD_001": SGD_001, "BEFORE": BEFORE, "BP_RUN": BP_RUN}
 
 
-@pytest.mark.parametrize("path, template", QUOTES, ids=[f"{p}:{i}" for i, (p, _) in enumerate(QUOTES)])
-def test_readme_numbers_match_their_results(path, template):
-    """Each quoted number is what its JSON file holds, at the precision the README prints.
+def _render(source, template: str) -> str:
+    """The page text a quote stands for: each {expression:format} evaluated on the JSON file(s) ``source``."""
+    names = _names(source)
+
+    def field(m: re.Match) -> str:
+        expression, spec = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), "")
+        return _format(eval(expression, names), spec)
+
+    return _flat(FIELD.sub(field, template))
+
+
+@pytest.mark.parametrize("doc, source, template", QUOTES, ids=[f"{d}:{i}" for i, (d, _, _) in enumerate(QUOTES)])
+def test_numbers_match_their_results(doc, source, template):
+    """Each quoted number is what its JSON file holds, at the precision the page prints.
 
     Why: hand-copied numbers drift when results are regenerated (compression 10.3× / 58× stood against 10.2× / 52.2×
     in the JSON). Oracle: the committed result file the number comes from.
     """
-    expected = _render(path, template)
-    assert expected in _flat(_headline()), f"README should read: {expected!r} (from {path})"
+    expected = _render(source, template)
+    assert expected in _flat(DOCS[doc]), f"{doc} should read: {expected!r} (from {source})"
 
 
-def test_every_headline_result_is_quoted():
-    """Every digit in the BP and PC columns of the headline table lies inside a quote of ``QUOTES``.
+def _result_rows(text: str):
+    """(row, indices of its result columns) for every row of every results table of a page."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if not (line.startswith("| ") and i + 1 < len(lines) and lines[i + 1].startswith("|---")):
+            continue
+        header = [cell.strip() for cell in line.strip("|").split(" | ")]
+        columns = [k for k, cell in enumerate(header) if RESULT_COLUMN.search(cell)]
+        if not columns:
+            continue
+        for row in lines[i + 2:]:
+            if not row.startswith("| "):
+                break
+            yield row, columns
 
-    Why: a result added to the table without an entry would escape the check above.
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_result_in_a_results_table_is_quoted(doc):
+    """Every digit in a results column (headed BP, PC or "result") of a page's tables lies inside a quote of QUOTES.
+
+    Why: a result added to a table without an entry would escape the check above.
     """
-    text = _flat(_headline())
+    text = _flat(DOCS[doc])
     covered = [False] * len(text)
-    for path, template in QUOTES:
-        quote = _render(path, template)
+    for quote_doc, source, template in QUOTES:
+        if quote_doc != doc:
+            continue
+        quote = _render(source, template)
         start = text.find(quote)
         while start >= 0:
             covered[start : start + len(quote)] = [True] * len(quote)
             start = text.find(quote, start + 1)
-    rows = [line for line in _headline().splitlines() if line.startswith("| ") and not line.startswith("| what")
-            and not line.startswith(NO_RESULT_FILE)]
-    assert rows, "the headline table has no rows"
-    for row in rows:
+    for row, columns in _result_rows(DOCS[doc]):
         flat = _flat(row)
         offset = text.index(flat)
-        cells = flat.split(" | ")
-        start = offset + len(cells[0]) + 3  # the BP column begins after "| what | "
-        end = start + len(cells[1]) + 3 + len(cells[2])
-        missing = [text[i] for i in range(start, end) if text[i].isdigit() and not covered[i]]
-        assert not missing, f"unquoted result numbers in the row {cells[0]!r}: add an entry to QUOTES"
+        cells = list(re.finditer(r"[^|]+", flat))  # a row has no "|" inside a cell
+        for k in columns:
+            span = range(offset + cells[k].start(), offset + cells[k].end())
+            missing = [text[i] for i in span if text[i].isdigit() and not covered[i]]
+            assert not missing, f"{doc}: unquoted result numbers in the row {cells[0].group()!r}: add it to QUOTES"
