@@ -1,6 +1,6 @@
-"""The Shakespeare controls: n-gram baselines, and three epochs for every candidate of the one-epoch sweep.
+"""The sequence experiments' controls: Shakespeare's n-gram baselines and 3-epoch check, and the words task.
 
-The one-epoch sweep (``results/sequence_sweep_shakespeare.json``) ranked the standard-PC settings of the LSTM after a
+Shakespeare (``--task shakespeare``). The one-epoch sweep (``results/sequence_sweep_shakespeare.json``) ranked the standard-PC settings of the LSTM after a
 single epoch. Here every candidate that did not diverge there, and the setting the notebook trained with, gets three
 epochs with three seeds (seed = initial weights and batch order, shared by every setting and by BP), on the same
 slice, windows, model and optimizer. Beside them, unigram, bigram and trigram models counted on the training text
@@ -8,6 +8,14 @@ are scored on the same validation and test windows, at the same positions.
 
     .venv/bin/python classification/sequences.py run --parts PARTS        # one JSON per (setting, seed) in PARTS
     .venv/bin/python classification/sequences.py merge --parts PARTS      # → results/sequence_check_shakespeare.*
+
+Words (``--task words``): a word's language (``load_dataset("words")``, 14 languages) read by a character RNN,
+trained with BP, with fixed-prediction PC at T = depth (BPTT's update, by construction) and with standard PC at the
+setting chosen on validation by a small sweep (seed 0, validation only); then three seeds of each. Beside them the
+majority class and naive Bayes on the bag of character bigrams.
+
+    .venv/bin/python classification/sequences.py run --task words --parts PARTS
+    .venv/bin/python classification/sequences.py merge --task words --parts PARTS   # → results/sequence_words.*
 
 ``run`` skips the parts already in PARTS, so an interrupted run continues where it stopped.
 """
@@ -25,9 +33,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from classification.models.sequence import char_model
+from classification.models.sequence import char_model, depth, word_classifier
 from classification.models.text import NGram, load_shakespeare, split_codes
-from pc_common import PCConfig, cli, fit, seed_everything
+from classification.models.words import BigramNaiveBayes
+from pc_common import PCConfig, cli, fit, load_dataset, seed_everything
 from pc_common.utils import write_json
 
 RESULTS = Path(__file__).parent / "results"
@@ -59,11 +68,16 @@ def candidates(sweep: dict) -> list[dict]:
 
 
 def name(setting: dict | None) -> str:
-    """A part's file stem: ``bp`` or ``pc_T8_lr0.4_b0.01_gates``."""
+    """A part's file stem: ``bp``, ``pc_T8_lr0.4_b0.01_gates`` (standard PC) or ``pc-fixed_T12_lr1`` (fixed
+    prediction)."""
     if setting is None:
         return "bp"
-    gates = "gates" if setting["gate_nodes"] else "nogates"
-    return f"pc_T{setting['T']}_lr{setting['inference_lr']:g}_b{setting['output_precision']:g}_{gates}"
+    if setting.get("fixed_prediction"):
+        return f"pc-fixed_T{setting['T']}_lr{setting['inference_lr']:g}"
+    stem = f"pc_T{setting['T']}_lr{setting['inference_lr']:g}_b{setting['output_precision']:g}"
+    if "gate_nodes" in setting:
+        stem += "_gates" if setting["gate_nodes"] else "_nogates"
+    return stem
 
 
 def per_position_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[float]:
@@ -167,10 +181,11 @@ def summarise(records: list[dict]) -> dict:
                "alarm_epochs": {r["seed"]: [a["epoch"] for a in r["history"]["alarms"]] for r in done}}
         if done:
             row["val_accuracy"] = mean_se([best(r)["val_accuracy"] for r in done])
-            row["test_accuracy"] = mean_se([best(r)["test_accuracy"] for r in done])
             row["val_accuracy_by_epoch"] = [mean_se([r["history"]["epochs"][e]["val_accuracy"] for r in done])
                                             for e in range(len(done[0]["history"]["epochs"]))]
             row["seconds_per_epoch"] = float(np.median([e["seconds"] for r in done for e in r["history"]["epochs"]]))
+        if done and "test_accuracy" in best(done[0]):  # a sweep's runs have validation only
+            row["test_accuracy"] = mean_se([best(r)["test_accuracy"] for r in done])
             paired = [best(r)["test_accuracy"] - best(bp[r["seed"]])["test_accuracy"] for r in done if r["seed"] in bp]
             if key != "bp" and paired:
                 row["test_minus_bp"] = mean_se(paired)
@@ -253,23 +268,186 @@ def merge(parts: Path, output: Path = OUTPUT) -> dict:
     return results
 
 
+# The words task at small scale (a CPU budget): the settings, the standard-PC grid swept on validation (seed 0),
+# and fixed prediction at γ = 1, T = depth, which is BPTT's update by construction (tests/test_sequence.py).
+WORDS_OUTPUT = RESULTS / "sequence_words"
+WORDS_SETTING = {"cell": "rnn", "hidden": 64, "embedding": 16, "batch": 128, "lr": 3e-3, "epochs": 5,
+                 "sweep_epochs": 3, "loss": "ce", "steps": 12}
+WORDS_GRID = [{"T": T, "inference_lr": lr, "output_precision": 0.01} for T in (12, 24) for lr in (0.1, 0.3)]
+WORDS_FIXED = {"T": depth("rnn", WORDS_SETTING["steps"]), "inference_lr": 1.0, "fixed_prediction": True}
+NB_ALPHAS = (0.1, 0.3, 1.0)
+
+
+def train_word_model(setting: dict | None, seed: int, epochs: int, splits: tuple[str, ...],
+                     max_batches: int | None = None) -> dict:
+    """One run of the words classifier: its history, the test confusion matrix (if tested) or where it diverged."""
+    data = load_dataset("words", WORDS_SETTING["batch"], seed=seed, device="cpu")
+    seed_everything(seed)
+    model = word_classifier(len(data.alphabet), data.num_classes, WORDS_SETTING["cell"], WORDS_SETTING["hidden"],
+                            WORDS_SETTING["embedding"])
+    config = PCConfig() if setting is None else PCConfig(**setting)
+    record = {"setting": setting, "seed": seed}
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the guard's alarms are in the history
+            history = fit(model, data, "bp" if setting is None else "pc", epochs=epochs, lr=WORDS_SETTING["lr"],
+                          loss="ce", pc=config, max_batches=max_batches, progress=False, splits=splits)
+    except FloatingPointError as err:
+        record["diverged"] = str(err)
+    else:
+        record["history"] = history.to_dict()
+        if "test" in splits:
+            model.eval()
+            with torch.no_grad():
+                predicted = model(data.test.x).argmax(1)
+            confusion = torch.zeros(data.num_classes, data.num_classes, dtype=torch.int64)
+            confusion.index_put_((data.test.y, predicted), torch.ones_like(predicted), accumulate=True)
+            record["test_confusion"] = confusion.tolist()  # rows: true language, columns: predicted
+    record["wall_seconds"] = time.perf_counter() - start
+    return record
+
+
+def _write_part(path: Path, record: dict) -> None:
+    write_json(path, record)
+    if "diverged" in record:
+        outcome = "diverged"
+    else:
+        h = record["history"]
+        outcome = (f"best val {h['epochs'][h['best_epoch']]['val_accuracy']:.4f} (epoch {h['best_epoch'] + 1}), "
+                   f"alarms in {len(h['alarms'])} epochs")
+    print(f"{path.stem}: {outcome}; {record['wall_seconds']:.0f} s", flush=True)
+
+
+def words_choice(parts: Path) -> dict:
+    """Standard PC's setting for the words task: the sweep's rule (:func:`choose`) over its seed-0 parts."""
+    records = [json.loads(p.read_text()) for p in sorted(parts.glob("words-sweep_*.json"))]
+    if len(records) < len(WORDS_GRID):
+        raise ValueError(f"the words sweep has {len(records)} of {len(WORDS_GRID)} parts in {parts.name}")
+    return choose(summarise(records), seeds=1)
+
+
+def run_words(parts: Path, seeds=SEEDS, max_batches: int | None = None) -> None:
+    """The sweep (seed 0, validation only), then BP, fixed prediction and the chosen standard PC per seed."""
+    for setting in WORDS_GRID:
+        path = parts / f"words-sweep_{name(setting)}.json"
+        if not path.exists():
+            _write_part(path, train_word_model(setting, 0, WORDS_SETTING["sweep_epochs"], ("val",), max_batches))
+    chosen = words_choice(parts)["setting"]
+    for seed in seeds:
+        for setting in (None, WORDS_FIXED, chosen):
+            path = parts / f"words_{name(setting)}_seed{seed}.json"
+            if not path.exists():
+                _write_part(path, train_word_model(setting, seed, WORDS_SETTING["epochs"], ("val", "test"),
+                                                   max_batches))
+
+
+def words_baselines() -> dict:
+    """The majority class of the training words, and bag-of-bigrams naive Bayes with α chosen on validation."""
+    data = load_dataset("words", device="cpu")
+    majority = int(torch.bincount(data.train.y).argmax())
+    result = {"majority": {split: float((getattr(data, split).y == majority).float().mean())
+                           for split in ("val", "test")}}
+    scores = {}
+    for alpha in NB_ALPHAS:
+        model = BigramNaiveBayes(data.train.x, data.train.y, len(data.alphabet), data.num_classes, alpha)
+        scores[alpha] = {split: float((model.predict(getattr(data, split).x) == getattr(data, split).y).float().mean())
+                         for split in ("val", "test")}
+    alpha = max(NB_ALPHAS, key=lambda a: scores[a]["val"])
+    result["bigram naive Bayes"] = {**scores[alpha], "alpha": alpha, "val_by_alpha": {
+        str(a): scores[a]["val"] for a in NB_ALPHAS}}
+    result["languages"] = list(data.classes)
+    return result
+
+
+def plot_confusions(results: dict):
+    """Row-normalised test confusion matrices (summed over seeds) of BP, fixed-prediction PC and standard PC."""
+    languages = results["baselines"]["languages"]
+    rows = [(k, r) for k, r in results["summary"].items() if "confusion" in r]
+    fig, axes = plt.subplots(1, len(rows), figsize=(5 * len(rows), 5.4), layout="constrained")
+    for k, (ax, (key, row)) in enumerate(zip(np.atleast_1d(axes), rows)):
+        m = np.array(row["confusion"], dtype=float)
+        m /= m.sum(1, keepdims=True)
+        image = ax.imshow(m, vmin=0, vmax=1, cmap="Blues")
+        ax.set_xticks(range(len(languages)), languages, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(languages)), languages if k == 0 else [], fontsize=7)
+        ax.set_xlabel("predicted language")
+        if k == 0:
+            ax.set_ylabel("true language")
+        test = row["test_accuracy"]
+        spread = f" ± {100 * test['se']:.1f}" if test["n"] > 1 else ""
+        ax.set_title(f"{results['labels'][key]}\ntest {100 * test['mean']:.1f}{spread} % ({test['n']} seeds)",
+                     fontsize=9)
+    fig.colorbar(image, ax=axes, shrink=0.7, label="share of the true language's test words")
+    fig.suptitle("Words → language, character RNN: test confusion matrices (rows sum to 1)", y=1.05)
+    return fig
+
+
+def merge_words(parts: Path, output: Path = WORDS_OUTPUT) -> dict:
+    """Gather the words parts into ``output``.json (sweep, baselines, per-rule summary) and the confusion figure."""
+    sweep = [json.loads(p.read_text()) for p in sorted(parts.glob("words-sweep_*.json"))]
+    records = [json.loads(p.read_text()) for p in sorted(parts.glob("words_*.json"))]
+    summary = summarise(records)
+    for key, row in summary.items():
+        confusions = [r["test_confusion"] for r in records if name(r["setting"]) == key and "test_confusion" in r]
+        if confusions:
+            row["confusion"] = np.sum(confusions, 0).tolist()
+    if "bp" in summary:
+        bp_seconds = summary["bp"]["seconds_per_epoch"]
+        for row in summary.values():
+            if "seconds_per_epoch" in row:
+                row["time_over_bp"] = row["seconds_per_epoch"] / bp_seconds
+    labels = {k: "BP" if r["setting"] is None else
+              (f"PC fixed prediction (T = {r['setting']['T']}, γ = {r['setting']['inference_lr']:g})"
+               if r["setting"].get("fixed_prediction") else
+               f"PC standard (T = {r['setting']['T']}, γ = {r['setting']['inference_lr']:g}, "
+               f"β = {r['setting']['output_precision']:g})") for k, r in summary.items()}
+    results = {
+        "setting": {**WORDS_SETTING, "seeds": list(SEEDS), "dataset": "load_dataset('words')", "optimizer": "adam",
+                    "pc_grid": WORDS_GRID, "fixed_prediction": WORDS_FIXED,
+                    "selection": "standard PC: best validation accuracy of the seed-0 sweep (test never computed "
+                                 "there), no divergence, preferring no guard alarm; every run: its best-validation "
+                                 "epoch",
+                    "cpu_seconds": sum(r["wall_seconds"] for r in sweep + records),
+                    "hardware": "a shared, contended 2-core CPU, one thread per run"},
+        "sweep": summarise(sweep),
+        "chosen": words_choice(parts),
+        "baselines": words_baselines(),
+        "summary": summary,
+        "labels": labels,
+        "runs": records,
+    }
+    write_json(output.with_suffix(".json"), results)
+    if any("confusion" in r for r in summary.values()):
+        fig = plot_confusions(results)
+        fig.savefig(output.with_suffix(".png"), dpi=120, bbox_inches="tight")
+        plt.close(fig)
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=cli.HelpFormatter)
     p.add_argument("command", choices=("run", "merge"), help="run: train the missing parts; merge: gather them")
+    p.add_argument("--task", choices=("shakespeare", "words"), default="shakespeare", help="which experiment")
     p.add_argument("--parts", type=Path, required=True, help="folder of the per-(setting, seed) JSON parts")
     p.add_argument("--seeds", type=cli.non_negative_int, nargs="+", default=list(SEEDS), help="seeds to run")
     p.add_argument("--only", type=cli.non_negative_int, nargs="+", default=None,
-                   help="run these settings only (indices into the candidate list, BP first)")
+                   help="shakespeare: run these settings only (indices into the candidate list, BP first)")
     p.add_argument("--max-batches", type=cli.positive_int, default=None, help="batches per epoch (smoke tests)")
-    p.add_argument("--output", type=Path, default=OUTPUT, help="merge: the JSON and PNG path, without suffix")
+    p.add_argument("--output", type=Path, default=None, help="merge: the JSON and PNG path, without suffix")
     args = p.parse_args(argv)
+    words = args.task == "words"
     if args.command == "run":
-        run(args.parts, args.seeds, args.only, args.max_batches)
-    else:
-        results = merge(args.parts, args.output)
-        print(json.dumps({k: {"val": v.get("val_accuracy", {}).get("mean"), "diverged": v["diverged"],
-                              "alarms": v["seeds_with_alarms"]} for k, v in results["summary"].items()}, indent=1))
-        print("chosen:", results["chosen"])
+        if words:
+            run_words(args.parts, args.seeds, args.max_batches)
+        else:
+            run(args.parts, args.seeds, args.only, args.max_batches)
+        return
+    results = (merge_words if words else merge)(args.parts, args.output or (WORDS_OUTPUT if words else OUTPUT))
+    print(json.dumps({k: {"val": v.get("val_accuracy", {}).get("mean"), "test": v.get("test_accuracy", {}).get("mean"),
+                          "diverged": v["diverged"], "alarms": v["seeds_with_alarms"]}
+                      for k, v in results["summary"].items()}, indent=1))
+    print("chosen:", results["chosen"])
 
 
 if __name__ == "__main__":
