@@ -252,6 +252,27 @@ def plot(results: dict):
     return fig
 
 
+def plot_by_position(results: dict, keys: list[str], labels: dict[str, str], split: str = "test"):
+    """Accuracy at each position of the window (mean over the finished seeds) of the given settings, beside the
+    n-gram models' (whose context is cut at the window's start, so position 0 is a bigram for every order ≥ 2)."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for key in keys:
+        curves = [r[f"{split}_accuracy_by_position"] for r in results["runs"]
+                  if name(r["setting"]) == key and f"{split}_accuracy_by_position" in r]
+        mean = 100 * np.mean(curves, 0)
+        ax.plot(np.arange(len(mean)), mean, marker="o", ms=3, lw=2, label=f"{labels[key]} ({len(curves)} seeds)")
+    for n, ls in zip(ORDERS, (":", "-.", "--")):
+        curve = 100 * np.array(results["baselines"][f"{n}-gram"][split]["accuracy_by_position"])
+        ax.plot(np.arange(len(curve)), curve, color="grey", ls=ls, label=f"{n}-gram")
+    ax.set_xlabel("position t in the window (characters seen: t + 1)")
+    ax.set_ylabel(f"{'test' if split == 'test' else 'validation'} next-character accuracy (%)")
+    ax.set_title("Accuracy by position in the window")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def merge(parts: Path, output: Path = OUTPUT) -> dict:
     """Gather the parts into ``output``.json (baselines, runs, per-setting summary, the choice) and its figure."""
     records = [json.loads(p.read_text()) for p in sorted(parts.glob("*.json"))]
