@@ -121,8 +121,8 @@ def merge(parts: list[dict], args: argparse.Namespace) -> dict:
     records = [r for part in parts for r in part["runs"]]
     paired = [{"latent": latent, **paired_difference([r for r in records if r["latent"] == latent], a, b)}
               for latent in args.latent for a, b in PAIRS if {a, b} <= set(args.model)]
-    out = {"settings": settings(args), "seeds": args.seeds, "latents": args.latent, "summary": summary(records),
-           "paired": paired}
+    out = {"settings": settings(args), "dataset": args.dataset, "arch": args.arch, "epochs": args.epochs,
+           "seeds": args.seeds, "latents": args.latent, "summary": summary(records), "paired": paired}
     if args.controls:  # keyed by the code size as a string, as JSON keys are
         out["controls"] = {str(latent): merge_controls([p["controls"] for p in parts if p["latent"] == latent])
                            for latent in args.latent}

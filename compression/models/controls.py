@@ -4,13 +4,15 @@ Four ways to code the test images, each a curve of test MSE against the number o
 
     pc-decoder          the PC decoder, codes inferred from the prior mean (its own setting, prior N(0, I))
     bp-decoder          the auto-decoder: the same decoder, energy and inference, weights trained by backprop
+    bp-decoder, γ tuned the auto-decoder with the test-time γ chosen for it on the validation split
     bp-ae, N(m, S)      the BP autoencoder's decoder, codes inferred on the same energy with the prior N(m, S) fitted
                         to its encoder's codes of the training digits, from m
     bp-ae, refined      the BP autoencoder's decoder, codes refined from its encoder's code E(x) by gradient descent
                         on its own loss ½‖x − D(z)‖², with no prior (T = 0 is the BP autoencoder itself)
 
-The two decoders use the inference they were trained with. The BP autoencoder's decoder was trained for no inference
-at all, so its step size γ is chosen for it on the validation split (:func:`choose_step`), for each of its two curves.
+The two decoders use the inference they were trained with (whose γ was chosen for the PC decoder); the auto-decoder
+is also given the γ chosen for itself. The BP autoencoder's decoder was trained for no inference at all, so its step
+size γ is chosen for it on the validation split (:func:`choose_step`), for each of its two curves.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from .networks import halves
 # On seed 0 the trace rose from γ = 0.1 on with the prior N(m, S) and at γ = 5 for the refinement: the grid spans
 # the stable range of both.
 STEP_GRID = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
-CURVES = ("pc-decoder", "bp-decoder", "bp-ae, N(m, S)", "bp-ae, refined")
+CURVES = ("pc-decoder", "bp-decoder", "bp-decoder, γ tuned", "bp-ae, N(m, S)", "bp-ae, refined")
 
 
 def choose_step(trials: dict[float, dict]) -> float:
@@ -67,12 +69,13 @@ def _trial(code, config: PCConfig, decoder: nn.Module, images: torch.Tensor) -> 
     return {"val_mse": mse, "rises": int((trace.diff() > 0).sum())}
 
 
-def bp_ae_steps(autoencoder: nn.Module, splits: Splits, latent: int, config: PCConfig, grid=STEP_GRID) -> dict:
-    """γ for each of the BP autoencoder's two curves, chosen on the validation split at the decoder's T and momentum.
+def tuned_steps(autoencoder: nn.Module, auto_decoder: nn.Module, splits: Splits, latent: int, config: PCConfig,
+                grid=STEP_GRID) -> dict:
+    """γ for each BP-trained decoder's curve, chosen on the validation split at the PC decoder's T and momentum.
 
     Returns:
-        ``{"prior": (m, L), "N(m, S)": {"chosen": γ, "trials": {...}}, "refined": {...}}``; the fitted Gaussian
-        N(m, S) is that of the encoder's codes of the training split.
+        ``{"prior": (m, L), "N(m, S)": {"chosen": γ, "trials": {...}}, "refined": {...}, "bp-decoder": {...}}``;
+        the fitted Gaussian N(m, S) is that of the BP autoencoder's encoder codes of the training split.
     """
     encoder, decoder = halves(autoencoder)
     images = splits.val.x
@@ -80,11 +83,13 @@ def bp_ae_steps(autoencoder: nn.Module, splits: Splits, latent: int, config: PCC
         prior = fit_gaussian(encoder(splits.train.x))
         start = encoder(images)
     model = decoder_as_generative(autoencoder, prior)
-    candidates = {"N(m, S)": lambda c: _prior_codes(model, images, latent, c),
-                  "refined": lambda c: _refined(decoder, images, start, c)}
+    generative = auto_decoder.generative
+    candidates = {"N(m, S)": (lambda c: _prior_codes(model, images, latent, c), decoder),
+                  "refined": (lambda c: _refined(decoder, images, start, c), decoder),
+                  "bp-decoder": (lambda c: infer_codes(generative, images, latent, c), generative[1:])}
     out = {"prior": prior}
-    for name, code in candidates.items():
-        trials = {g: _trial(code, replace(config, inference_lr=g), decoder, images) for g in grid}
+    for name, (code, decode) in candidates.items():
+        trials = {g: _trial(code, replace(config, inference_lr=g), decode, images) for g in grid}
         out[name] = {"chosen": choose_step(trials), "trials": trials}
     return out
 
@@ -109,31 +114,32 @@ def control_curves(models: dict[str, nn.Module], splits: Splits, latent: int, st
         splits: the data (test images for the curves, validation for γ, training codes for N(m, S)).
         latent: code size.
         steps: the step counts T of the curves, starting with 0.
-        grid: γ candidates for the BP autoencoder's decoder.
+        grid: γ candidates for the BP-trained decoders.
 
     Returns:
-        ``{"curves": {name: {"T", "mse", "code_norm", "moved"}}, "steps": {name: {"chosen", "trials"}}}``, with the
-        γ and momentum of every curve under ``"inference"``.
+        ``{"curves": {name: {"T", "mse", "code_norm", "moved", "rises"}}, "steps": {name: {"chosen", "trials"}}}``,
+        with the γ and momentum of every curve under ``"inference"``.
     """
     test = reconstruction_data(splits).test
     config = models["bp-decoder"].config
-    tuned = bp_ae_steps(models["bp-ae"], splits, latent, config, grid)
-    by_prior = replace(config, inference_lr=tuned["N(m, S)"]["chosen"])
-    refined = replace(config, inference_lr=tuned["refined"]["chosen"])
+    tuned = tuned_steps(models["bp-ae"], models["bp-decoder"], splits, latent, config, grid)
+    step = {name: replace(config, inference_lr=tuned[name]["chosen"]) for name in ("N(m, S)", "refined", "bp-decoder")}
     encoder, decoder = halves(models["bp-ae"])
+    auto = models["bp-decoder"].generative
     curves = {
         "pc-decoder": inference_vs_steps(models["pc-decoder"], test, latent, config, steps),
-        "bp-decoder": inference_vs_steps(models["bp-decoder"].generative, test, latent, config, steps),
+        "bp-decoder": inference_vs_steps(auto, test, latent, config, steps),
+        "bp-decoder, γ tuned": inference_vs_steps(auto, test, latent, step["bp-decoder"], steps),
         "bp-ae, N(m, S)": inference_vs_steps(decoder_as_generative(models["bp-ae"], tuned["prior"]), test, latent,
-                                             by_prior, steps),
-        "bp-ae, refined": refinement_vs_steps(decoder, encoder, test, refined, steps),
+                                             step["N(m, S)"], steps),
+        "bp-ae, refined": refinement_vs_steps(decoder, encoder, test, step["refined"], steps),
     }
-    inference = {name: {"inference_lr": c.inference_lr, "momentum": c.momentum}
-                 for name, c in zip(CURVES, (config, config, by_prior, refined))}
+    configs = (config, config, step["bp-decoder"], step["N(m, S)"], step["refined"])
+    inference = {name: {"inference_lr": c.inference_lr, "momentum": c.momentum} for name, c in zip(CURVES, configs)}
     return {"curves": curves, "inference": inference,
             "steps": {name: {"chosen": tuned[name]["chosen"],
                              "trials": {str(g): t for g, t in tuned[name]["trials"].items()}}
-                      for name in ("N(m, S)", "refined")}}
+                      for name in ("N(m, S)", "refined", "bp-decoder")}}
 
 
 def merge_controls(per_seed: list[dict]) -> dict:
