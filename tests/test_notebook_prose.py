@@ -37,7 +37,6 @@ NOTEBOOKS = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("*/*.ipynb"
 PENDING = {
     "PC_BP_Gradients/2_mlp_gradients.ipynb",
     "PC_BP_Gradients/3_scalar_function.ipynb",
-    "classification/FLOPs.ipynb",
     "classification/comparison.ipynb",
     "classification/full_scale_diagnosis.ipynb",
     "classification/sequences.ipynb",
