@@ -80,3 +80,36 @@ def check_paired_difference(answer, results: dict) -> bool:
     return report("paired difference PC − BP (mean, standard error)", answer, ok,
                   f"it is {mean:+.2f} ± {se:.2f} points: the seeds share their initial weights and batch order, "
                   f"so the per-seed differences, not the two spreads, measure the gap.")
+
+
+BETA_001 = "PC: β = 0.01, AdamW 1e-3 cosine"  # the recipe's name in the diagnosis files
+
+
+def check_distortion(answer, long: dict) -> bool:
+    """βs²/(1+βs²) at the last epoch of the 50-epoch β = 0.01 diagnosis (s = ‖W_L‖₂)."""
+    run = long["runs"][BETA_001]
+    beta, s = run["recipe"]["output_precision"], run["epochs"][-1]["spectral_norm"][-1]
+    truth = beta * s**2 / (1 + beta * s**2)
+    return report("share of the output error absorbed along the top direction", answer, close(answer, truth, rel=0.02),
+                  f"βs² = {beta * s**2:.2f}, so βs²/(1+βs²) = {truth:.2f}: a sizeable distortion, where the first-"
+                  f"order 'relative size' βs² would claim more than 100 % once it passes 1.")
+
+
+def check_largest_step(answer, diagnosis: dict) -> bool:
+    """γ* = 2/λ_max at the last epoch of the 12-epoch β = 0.01 recipe."""
+    lam = diagnosis["runs"][BETA_001]["epochs"][-1]["lambda_max"]
+    return report("largest stable neuron step", answer, close(answer, 2 / lam, rel=0.02),
+                  f"λ_max = {lam:.1f}, so γ* = 2/λ_max = {2 / lam:.3f}: the training step γ = 0.05 is well inside it, "
+                  f"with the margin the choice rule asks for.")
+
+
+def check_alarm_share(answer, runs: dict) -> bool:
+    """Share of the PC runs past γλ_max = 2 (over the given sweeps' runs) whose guard raised an alarm."""
+    from classification.sweep import bound_contingency
+
+    counts = [bound_contingency(r) for r in runs.values()]
+    alarmed = sum(c["past, alarm"] for c in counts)
+    past = alarmed + sum(c["past, no alarm"] for c in counts)
+    truth = alarmed / past
+    return report("share of runs past the bound that raised an alarm", answer, close(answer, truth, abs_tol=0.005),
+                  f"{alarmed} of {past} ({truth:.0%}): most, not all, so the bound is a guide rather than a law.")
