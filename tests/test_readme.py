@@ -406,9 +406,6 @@ QUOTES = [
      " | {v('pc_seconds'):.3f} ({v('ratio'):.2f}×) |"),
     ("docs/performance.md", BENCH_1, "above the FLOP ratio of {v('flop_ratio'):.2f}: {v('ratio'):.2f}× on one thread"),
     ("docs/performance.md", BENCH_2, "on one thread and {v('ratio'):.2f}× on two over whole epochs"),
-    ("docs/performance.md", FLOPS,
-     "and {v('ratios_vs_T/mlp/time_pc')[v('ratios_vs_T/mlp/T').index(v('T'))]:.2f}× for one step timed on its own"
-     " in `classification/FLOPs.ipynb` ({v('threads')} thread)"),
     ("docs/performance.md", COMPRESSION, "with T = {find('runs', model='pc-decoder')['pc']['T']} inference steps"),
     ("docs/performance.md", COMPRESSION_FLOPS,
      "per encoder pass of the BP autoencoder |"
