@@ -90,11 +90,16 @@ def bound_contingency(runs: list[dict], bound: float = 2.0) -> dict[str, int]:
     the guard saw the energy rise during inference in at least one epoch.
 
     Returns:
-        the four counts ``{"past, alarm", "past, no alarm", "below, alarm", "below, no alarm"}``.
+        the counts ``{"past, alarm", "past, no alarm", "below, alarm", "below, no alarm"}``, and the runs that
+        diverged in their first epoch, before any probe (``"diverged before a probe"``).
     """
-    counts = dict.fromkeys(("past, alarm", "past, no alarm", "below, alarm", "below, no alarm"), 0)
+    counts = dict.fromkeys(("past, alarm", "past, no alarm", "below, alarm", "below, no alarm",
+                            "diverged before a probe"), 0)
     for r in runs:
         if r["rule"] != "pc":
+            continue
+        if not r["gamma_lambda"]:  # diverged in its first epoch, before γλ_max was ever measured
+            counts["diverged before a probe"] += 1
             continue
         side = "past" if max(r["gamma_lambda"]) > bound else "below"
         counts[f"{side}, {'alarm' if r['alarms'] else 'no alarm'}"] += 1
@@ -116,7 +121,9 @@ def sweep(dataset: str = "fashion-mnist", epochs: int = 25, seed: int = 0, loss:
 
     Returns:
         ``{"setting": {...}, "runs": [{"rule", settings…, "val_accuracy": [...], "best_val_accuracy",
-        "best_epoch", "train_loss": [...], "gamma_lambda": [...], "alarms": [...]}, …]}``.
+        "best_epoch", "train_loss": [...], "gamma_lambda": [...], "alarms": [...]}, …]}``; a PC run whose
+        inference diverged (``FloatingPointError``) is kept with ``"diverged"`` (the message), an alarm at the epoch
+        it diverged in, the γλ_max of the epochs before, and no accuracy.
     """
     data = load_dataset(dataset, 128, device=pick_device(device))
     x, y = probe_batch(data)
@@ -127,15 +134,26 @@ def sweep(dataset: str = "fashion-mnist", epochs: int = 25, seed: int = 0, loss:
     for rule, settings in tqdm(chosen, desc="grid", disable=not progress):
         lr = settings["lr"]
         config = PCConfig(**{k: v for k, v in settings.items() if k != "lr"}) if rule == "pc" else PCConfig()
-        curvature = (lambda m, c=config: {"gamma_lambda": c.inference_lr * energy_curvature(
-            m, x, y, loss, c.output_precision, iters=20)}) if rule == "pc" else None
+        probes: list[float] = []  # γλ_max after each epoch, kept also when a run diverges
+
+        def curvature(m, c=config, probes=probes):
+            probes.append(c.inference_lr * energy_curvature(m, x, y, loss, c.output_precision, iters=20))
+            return {"gamma_lambda": probes[-1]}
+
         data.train.generator = torch.Generator().manual_seed(seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # alarms are recorded below
-            history = fit(copy.deepcopy(initial), data, rule, epochs=epochs, optimizer=optimizer, lr=lr,
-                          weight_decay=WEIGHT_DECAY, schedule=SCHEDULE, loss=loss, pc=config,
-                          max_batches=max_batches, progress=progress, on_epoch=curvature,
-                          splits=("val",), compile=compile)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # alarms are recorded below
+                history = fit(copy.deepcopy(initial), data, rule, epochs=epochs, optimizer=optimizer, lr=lr,
+                              weight_decay=WEIGHT_DECAY, schedule=SCHEDULE, loss=loss, pc=config,
+                              max_batches=max_batches, progress=progress,
+                              on_epoch=curvature if rule == "pc" else None, splits=("val",), compile=compile)
+        except FloatingPointError as err:  # PC's inference diverged (non-finite or exploding energy): no result
+            runs.append({"rule": rule, **settings, "val_accuracy": [], "train_loss": [], "best_val_accuracy": None,
+                         "best_epoch": None, "gamma_lambda": probes,
+                         "alarms": [{"epoch": len(probes) + 1, "diverged": str(err)}], "diverged": str(err)})
+            tqdm.write(f"{rule} {settings}: diverged in epoch {len(probes) + 1}")
+            continue
         runs.append({
             "rule": rule, **settings,
             "val_accuracy": history.series("val_accuracy"), "train_loss": history.series("train_loss"),

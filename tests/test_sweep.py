@@ -55,13 +55,15 @@ def test_compare_defaults_are_the_committed_sweeps_choice(loss, tag):
 
 def test_bound_contingency_counts_each_pc_run_once():
     """Each PC run lands in one cell by its largest γλ_max (past 2 or not) and whether the guard alarmed; BP runs,
-    which have no neuron step, are not counted. Worked by hand on five runs."""
+    which have no neuron step, are not counted, and a run that diverged before its first probe has a cell of its own.
+    Worked by hand on six runs."""
     runs = [
         run("bp", 0.8),
         run("pc", 0.9, gamma_lambda=[1.0, 2.5], alarms=[{"epoch": 2}]),  # past, alarm
         run("pc", 0.9, gamma_lambda=[2.1]),  # past, no alarm
         run("pc", 0.9, gamma_lambda=[1.9], alarms=[{"epoch": 1}]),  # below, alarm
         run("pc", 0.9, gamma_lambda=[2.0]),  # at the bound is not past it
+        run("pc", None, gamma_lambda=[], alarms=[{"epoch": 1, "diverged": "inf"}]),  # diverged before a probe
     ]
     assert bound_contingency(runs) == {"past, alarm": 1, "past, no alarm": 1, "below, alarm": 1,
-                                       "below, no alarm": 1}
+                                       "below, no alarm": 1, "diverged before a probe": 1}
