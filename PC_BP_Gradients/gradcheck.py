@@ -74,7 +74,7 @@ def _graph_case(name: str) -> Case:
 MODELS: dict[str, Case] = {
     "mlp": Case(
         build=_mlp,
-        standard=pc.PCConfig(T=mlp.DEFAULT_T, inference_lr=mlp.INFERENCE_LR, output_precision=mlp.OUTPUT_PRECISION),
+        standard=pc.PCConfig(T=mlp.T_LONG, inference_lr=mlp.INFERENCE_LR, output_precision=mlp.OUTPUT_PRECISION),
         depth=len(mlp.SIZES) - 2,
         loss=mlp.LOSS,
     ),

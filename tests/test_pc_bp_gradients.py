@@ -11,7 +11,7 @@ import torch
 
 import pc_common as pc
 from PC_BP_Gradients import gradcheck
-from PC_BP_Gradients.models import metrics, mlp, scalar, toy
+from PC_BP_Gradients.models import exercises, metrics, mlp, scalar, toy
 
 
 def test_metrics_against_hand_worked_vectors():
@@ -82,6 +82,33 @@ def test_fixed_prediction_mlp_equals_autograd_bp(mlp_problem):
     assert short["1"]["rel_error"] == pytest.approx(1.0)
 
 
+def test_fixed_prediction_share_is_the_binomial_tail(mlp_problem):
+    """Notebook 2's law: under fixed prediction the layer k hops below the output gets P(Bin(T, γ) ≥ k) of BP's
+    gradient, in BP's direction. Oracle: the binomial tail worked from the recursion ε ← (1 − γ)ε + γ J̄ᵀε_above."""
+    model, x, y = mlp_problem
+    T, gamma = 6, 0.3
+    result = metrics.pc_vs_bp(model, x, y, "mse", pc.PCConfig(T=T, inference_lr=gamma, fixed_prediction=True))
+    layers = [k for k in result if k != "all"]
+    for i, key in enumerate(layers):
+        hops = len(layers) - 1 - i
+        tail = sum(math.comb(T, j) * gamma**j * (1 - gamma) ** (T - j) for j in range(hops, T + 1))
+        assert result[key]["ratio"] == pytest.approx(tail, rel=1e-10)
+        assert result[key]["cosine"] == pytest.approx(1.0, abs=1e-12)
+        assert metrics.error_reach(T, gamma, hops) == pytest.approx(tail, rel=1e-12)
+
+
+def test_standard_pc_at_the_training_setting_follows_the_law(mlp_problem):
+    """At T = 8, γ = 0.05 and a weakly clamped output (β = 0.01) standard PC stays near the feed-forward state, so each
+    layer's size is within 15 % of the fixed-prediction share and its direction is BP's (cosine > 0.99): the regime
+    the classification notebooks train in, which notebook 2 explains with this law."""
+    model, x, y = mlp_problem
+    result = metrics.pc_vs_bp(model, x, y, "mse", pc.PCConfig(T=8, inference_lr=0.05, output_precision=0.01))
+    layers = [k for k in result if k != "all"]
+    for i, key in enumerate(layers):
+        assert result[key]["cosine"] > 0.99
+        assert result[key]["ratio"] == pytest.approx(metrics.error_reach(8, 0.05, len(layers) - 1 - i), rel=0.15)
+
+
 def test_standard_pc_bias_shrinks_with_output_precision(mlp_problem):
     """Weak clamping (β → 0) makes standard PC's update approach BP with an O(β) error (Whittington & Bogacz 2017)."""
     model, x, y = mlp_problem
@@ -131,3 +158,23 @@ def test_gradcheck_cli_writes_json(tmp_path, capsys):
     assert 0 < report["models"]["mlp"]["standard_pc_cosine"] <= 1
     assert report["scalar_dLdx_pc"] == pytest.approx(report["scalar_dLdx_true"], rel=1e-12)
     assert report["scalar_dLdx_true"] == pytest.approx(scalar.true_dLdx())
+
+
+@pytest.mark.parametrize("check, wrong", [
+    (exercises.check_summed_limit, 1.0),
+    (exercises.check_reach, (0.05 * 16) ** 2 / 2),
+    (exercises.check_exact_depth, 4),
+    (exercises.check_steps, 48),
+    (exercises.check_new_point, scalar.true_dLdx()),
+    (exercises.check_lstm_depth, 5),
+    (exercises.check_lstm_nodes, 5),
+    (exercises.check_beta, 0.25),
+    (exercises.check_ce_error, 0.9),
+    (exercises.check_deep_reach, 0.0),
+])
+def test_exercise_checks_refuse_a_wrong_answer(check, wrong):
+    """A check that accepted anything would teach nothing: each rejects a plausible wrong answer (the rate-only
+    estimate, the leading term of the law, one step short, the answer at the default point, β = 1 in place of 0.5)
+    and says "not answered yet" to None. The right answers are asserted by the notebooks' solution cells."""
+    assert check(None) is False
+    assert check(wrong) is False
