@@ -17,6 +17,16 @@ On several processes (data parallel, see the README's "Scaling out"), e.g. two o
 
     torchrun --standalone --nproc_per_node=2 classification/compare.py --dataset fashion-mnist --device cpu
 
+Every training run writes a checkpoint after every epoch into the run folder (``--run-folder``; by default
+``runs/compare-<hash of the settings>``), one per seed and rule (``seed1/pc.pt``), so the folder records where in the
+seeds and rules the comparison is. Ctrl-C saves and exits with the command that continues the comparison:
+
+    python classification/compare.py --resume runs/compare-0123456789
+
+which skips the finished (seed, rule) runs and continues the interrupted one, with the same result as an
+uninterrupted comparison. Running the same command again also continues an unfinished comparison, and a job that
+``torchrun --max-restarts N`` restarts continues by itself.
+
 Adding a model is one entry in :data:`MODELS` (a builder from the dataset's input shape and class count).
 """
 
@@ -47,6 +57,7 @@ from pc_common import (
     load_dataset,
     train_rules,
 )
+from pc_common import runs as run_folders
 from pc_common.training import OPTIMIZERS, RULES
 from pc_common.utils import write_json
 
@@ -99,6 +110,7 @@ def compare(
     hyperparameters: dict | None = None,
     compile: bool = False,
     adapt_step: bool = ADAPT_STEP,
+    checkpoints: Path | None = None,
 ) -> dict:
     """Train a fresh copy of ``build()`` with each rule for every seed and collect the results.
 
@@ -116,6 +128,8 @@ def compare(
         hyperparameters: extra settings to record in the results.
         compile: fill the gradients with compiled steps (:class:`pc_common.CompiledStep`; the same gradients).
         adapt_step: PC halves γ after an epoch in which the energy rose during inference (see :func:`pc_common.fit`).
+        checkpoints: a run folder: seed s checkpoints each rule to ``seed{s}/{rule}.pt`` after every epoch, and a
+            (seed, rule) run that finished or stopped there returns or continues (see :func:`pc_common.fit`).
 
     Returns:
         ``{"bp": {...}, "pc": {...}}``, each with ``test_accuracy`` and ``val_accuracy`` (mean, std, per seed, at
@@ -130,7 +144,8 @@ def compare(
         models, runs = train_rules(lambda: build().to(device), data, {"bp": None, "pc": pc}, seed=seed, epochs=epochs,
                                    lr=lr, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
                                    schedule=schedule, max_batches=max_batches, progress=progress,
-                                   compile=compile, adapt_step=adapt_step)
+                                   compile=compile, adapt_step=adapt_step,
+                                   checkpoints=None if checkpoints is None else checkpoints / f"seed{seed}")
         for rule in RULES:
             histories[rule].append(runs[rule].to_dict())
     shared = {
@@ -257,7 +272,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "unrolled graphs take minutes to compile")
     p.add_argument("--no-compile", dest="compile", action="store_const", const="off", help="the same as --compile off")
     cli.add_progress_option(p)
-    args = p.parse_args(argv)
+    run_folders.add_arguments(p)
+    args = run_folders.parse_args(p, argv)
     text = args.task == TASK
     if text and args.model not in ("rnn", "lstm"):
         p.error(f"--task {TASK} needs --model rnn or lstm")
@@ -302,15 +318,18 @@ def main(argv: list[str] | None = None) -> dict:
         recorded.update(width=args.width)
     if args.model in ("rnn", "lstm"):
         recorded.update(hidden=args.hidden, **({"seq_len": args.seq_len, "text_chars": args.text_chars} if text else {}))
-    results = compare(
-        lambda: MODELS[args.model](data, args), data, seeds=list(range(args.first_seed, args.first_seed + args.seeds)),
-        epochs=args.epochs,
-        lr={"bp": args.lr_bp, "pc": args.lr_pc}, loss=args.loss, pc=pc, optimizer=args.optimizer,
-        weight_decay=args.weight_decay, schedule=SCHEDULES[args.schedule],
-        max_batches=args.max_batches,
-        progress=cli.show_progress(args.progress) and main_process, hyperparameters=recorded,
-        compile=args.compile == "on", adapt_step=args.adapt_step,
-    )
+    folder = run_folders.RunFolder.open(args, "compare", __file__, run_folders.settings_of(args))
+    with folder.stops():
+        results = compare(
+            lambda: MODELS[args.model](data, args), data,
+            seeds=list(range(args.first_seed, args.first_seed + args.seeds)), epochs=args.epochs,
+            lr={"bp": args.lr_bp, "pc": args.lr_pc}, loss=args.loss, pc=pc, optimizer=args.optimizer,
+            weight_decay=args.weight_decay, schedule=SCHEDULES[args.schedule],
+            max_batches=args.max_batches,
+            progress=cli.show_progress(args.progress) and main_process, hyperparameters=recorded,
+            compile=args.compile == "on", adapt_step=args.adapt_step, checkpoints=folder.path,
+        )
+    folder.finish()
     distributed.finish()
     if main_process:
         print(table(results))

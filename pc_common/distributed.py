@@ -77,8 +77,25 @@ def init(device: str | torch.device | None = None) -> torch.device:
         if device.index is None:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    # The rendezvous store of torchrun's agent outlives a restart, and so do the addresses the last attempt's
+    # processes left in it: a restarted process could read a dead peer's address before its new peer has written
+    # its own (connection refused). Keys under a prefix of the attempt cannot be stale.
+    store, rank_, world = next(dist.rendezvous("env://"))
+    store = dist.PrefixStore(f"attempt{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}", store)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=store, rank=rank_, world_size=world)
     return device
+
+
+def restarted() -> bool:
+    """True in a job that ``torchrun --max-restarts N`` started again after a failure (it should continue from its
+    checkpoints rather than start over)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0
+
+
+def barrier() -> None:
+    """Wait until every process gets here (nothing to wait for in a single process)."""
+    if active():
+        dist.barrier()
 
 
 def finish() -> None:
