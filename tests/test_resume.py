@@ -1,0 +1,284 @@
+"""Runs that resume: a run stopped anywhere (Ctrl-C, SIGKILL, a torchrun worker lost) and continued from its
+checkpoints ends exactly where the same run uninterrupted ends; a checkpoint that cannot be trusted is refused.
+
+The oracle is the uninterrupted run itself: on the CPU at one thread the same computations repeat bit for bit, so
+everything a run records (weights, losses, accuracies, energies, γ, alarms, best epoch) must be equal, and only the
+wall-clock seconds may differ. A resumed run that lost or repeated a batch, restarted the schedule, reshuffled the
+batch order, forgot an adapted γ or the guard's running loss level would differ in some recorded digit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from conftest import make_mlp
+
+import pc_common as pc
+from classification import compare
+from pc_common import data as data_module
+from pc_common.runs import RunFolder
+from pc_common.training import RunInterrupted, RunSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+# Two seeds × two rules of a small MLP, three epochs of 8 batches: a comparison of four runs that takes seconds.
+COMPARE = ["--model", "mlp", "--width", "32", "--epochs", "3", "--seeds", "2", "--T", "3", "--max-batches", "8",
+           "--batch-size", "64", "--device", "cpu", "--no-progress", "--no-compile"]
+# γ far past 2/λ_max with adapt_step: the guard halves γ after every epoch with an energy rise, so a resumed run
+# must carry the adapted γ, the guard's state and the alarms over; noise in the neurons' initialisation draws from
+# torch's generator at every batch, and the cosine schedule counts every step.
+SETTINGS = RunSettings("pc", epochs=3, optimizer="adamw", lr=3e-3, weight_decay=1e-4, schedule="cosine",
+                       pc=pc.PCConfig(T=4, inference_lr=1.9, max_energy_rise=float("inf")), max_batches=6,
+                       progress=False, adapt_step=True, splits=("val",))
+pytestmark = pytest.mark.filterwarnings("ignore:PC inference crossed its stability bound:RuntimeWarning")
+
+
+@pytest.fixture(scope="module")
+def mnist5k_once():
+    """compare.py loads mnist-5k at every call (seconds of text parsing): here it parses it once, as forked workers
+    then do too."""
+    parts = data_module._mnist5k()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(data_module, "_mnist5k", lambda: parts)
+        yield
+
+
+@pytest.fixture
+def one_thread():
+    """Bit-for-bit comparisons hold at a fixed thread count: one, as in the subprocesses."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _model(init_std: float = 0.1) -> torch.nn.Module:
+    model = make_mlp(sizes=(784, 24, 16, 10), dtype=torch.float32, seed=5)
+    for layer in pc.pc_layers(model):
+        layer.init_std = init_std
+    return model
+
+
+def _data(digits: pc.Splits, loader: type[pc.TensorLoader] = pc.TensorLoader, **options) -> pc.Splits:
+    """mnist-5k with a training loader of class ``loader`` (batches of 64 shuffled by its own seeded generator)."""
+    train = loader(digits.train.x, digits.train.y, 64, True, torch.Generator().manual_seed(11), **options)
+    return dataclasses.replace(digits, train=train)
+
+
+def _run(data: pc.Splits, checkpoint: Path | None = None) -> dict:
+    """Train from seed 3 (global generators included); everything recorded but seconds, and the weights."""
+    pc.seed_everything(3)
+    model = _model()
+    history = pc.fit(model, data, SETTINGS, checkpoint=checkpoint)
+    return {"epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in history.epochs],
+            "alarms": history.alarms, "best_epoch": history.best_epoch,
+            "weights": [p.detach().clone() for p in model.parameters()], "torch_rng": torch.get_rng_state()}
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert a["epochs"] == b["epochs"] and a["alarms"] == b["alarms"] and a["best_epoch"] == b["best_epoch"]
+    assert all(torch.equal(p, q) for p, q in zip(a["weights"], b["weights"], strict=True))
+    assert torch.equal(a["torch_rng"], b["torch_rng"])
+
+
+class _CtrlCLoader(pc.TensorLoader):
+    """A training loader that sends this process SIGINT (Ctrl-C) while it hands out batch ``batch`` of pass
+    ``epoch`` (counted from 0): a stop request in the middle of an epoch, at a known batch."""
+
+    def __init__(self, *args, epoch: int, batch: int):
+        super().__init__(*args)
+        self.at, self.passes = (epoch, batch), 0
+
+    def __iter__(self):
+        epoch, self.passes = self.passes, self.passes + 1
+        for b, item in enumerate(super().__iter__()):
+            if (epoch, b) == self.at:
+                os.kill(os.getpid(), signal.SIGINT)
+            yield item
+
+
+def test_ctrl_c_saves_mid_epoch_and_the_run_continues_bit_for_bit(digits, tmp_path, one_thread):
+    """Ctrl-C in epoch 2 saves the run at the batch boundary (epoch 1 done, 3 batches of epoch 2) and raises
+    RunInterrupted naming the checkpoint; fit from it ends with the weights, records, γ, alarms and generator
+    state of the uninterrupted run: nothing is lost, repeated or reshuffled, even part-way through an epoch."""
+    reference = _run(_data(digits))
+    assert len({e["inference_lr"] for e in reference["epochs"]}) == 3  # γ was halved after epochs 1 and 2
+    file = tmp_path / "run.pt"
+    with pytest.raises(RunInterrupted, match="run.pt") as stop:
+        _run(_data(digits, _CtrlCLoader, epoch=1, batch=2), file)
+    assert stop.value.checkpoint == file
+    saved = torch.load(file, weights_only=True)["state"]
+    assert (saved["epoch"], saved["batch"]) == (1, 3)
+    _assert_same(_run(_data(digits), file), reference)
+    # A finished run's checkpoint gives its result again without training.
+    _assert_same(_run(_data(digits), file), reference)
+
+
+def test_truncated_checkpoint_is_refused_naming_the_file(digits, tmp_path):
+    """A checkpoint cut short (a crash mid-write on a file system without atomic renames, a copy interrupted) must
+    never be used: the error names the file and says why."""
+    file = tmp_path / "run.pt"
+    pc.fit(_model(), _data(digits), SETTINGS, epochs=1, max_batches=1, checkpoint=file)
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    with pytest.raises(pc.CheckpointError, match=rf"{re.escape(str(file))}.*truncated"):
+        pc.fit(_model(), _data(digits), SETTINGS, epochs=1, max_batches=1, checkpoint=file)
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"model": lambda: make_mlp(sizes=(784, 20, 16, 10), dtype=torch.float32)}, "shapes"),
+    ({"lr": 1e-2}, "run.lr"),
+    ({"pc": pc.PCConfig(T=5)}, "run.pc.T"),
+])
+def test_checkpoint_of_another_model_or_run_is_refused(digits, tmp_path, change, named):
+    """A checkpoint continues only the run that wrote it: another network or other settings would silently mix two
+    runs into one result. The error names the file and what differs."""
+    file = tmp_path / "run.pt"
+    pc.fit(_model(), _data(digits), SETTINGS, epochs=1, max_batches=1, checkpoint=file)
+    settings = {k: v for k, v in change.items() if k != "model"}
+    model = change.get("model", _model)()
+    with pytest.raises(pc.CheckpointError, match=rf"{re.escape(str(file))}.*{named}"):
+        pc.fit(model, _data(digits), SETTINGS, epochs=1, max_batches=1, checkpoint=file, **settings)
+
+
+def _strip_seconds(results: dict) -> dict:
+    for rule in results.values():
+        del rule["epoch_seconds"]
+        for history in rule["history"]:
+            for epoch in history["epochs"]:
+                del epoch["seconds"]
+    return results
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, f"no {path} after {timeout} s"
+        time.sleep(0.01)
+
+
+def _subprocess_env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+
+
+def test_comparison_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path, one_thread, mnist5k_once):
+    """compare.py killed by SIGKILL (no chance to save) while seed 0's PC run trains, then resumed with --resume:
+    seed 0's finished BP run is taken from its checkpoint, its PC run continues from the last epoch's checkpoint,
+    seed 1 runs, and the results equal the uninterrupted comparison's in everything but seconds."""
+    reference = compare.main([*COMPARE, "--run-folder", str(tmp_path / "reference"),
+                              "--json", str(tmp_path / "reference.json")])
+    folder = tmp_path / "run"
+    job = subprocess.Popen([sys.executable, str(ROOT / "classification" / "compare.py"), *COMPARE,
+                            "--run-folder", str(folder), "--json", str(tmp_path / "killed.json")],
+                           env=_subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(folder / "seed0" / "pc.pt", job)
+    job.send_signal(signal.SIGKILL)
+    assert job.wait() == -signal.SIGKILL
+    assert not RunFolder.read(folder)["finished"] and not (tmp_path / "killed.json").exists()
+    resumed = compare.main(["--resume", str(folder), "--json", str(tmp_path / "resumed.json")])
+    assert RunFolder.read(folder)["finished"]
+    assert _strip_seconds(resumed) == _strip_seconds(reference)
+
+
+def _reference_worker(rank: int, port: int, argv: list[str]) -> None:
+    """One process of a two-process job without torchrun (what torchrun would set), for the reference."""
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE="2", GLOO_SOCKET_IFNAME="lo")
+    compare.main(argv)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process has gone
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds torchrun's workers in /proc (Linux)")
+def test_torchrun_job_restarted_after_a_lost_worker_continues_by_itself(tmp_path, mnist5k_once):
+    """A two-process torchrun job (gloo) loses a worker to SIGKILL while seed 0's PC run trains; torchrun
+    --max-restarts 1 starts the job again with the same command, which continues from its run folder by itself and
+    gives the results of the same two-process job uninterrupted."""
+    argv = [*COMPARE, "--json", str(tmp_path / "reference.json"), "--run-folder", str(tmp_path / "reference")]
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    mp.start_processes(_reference_worker, args=(_free_port(), argv), nprocs=2, join=True, start_method=method)
+    reference = json.loads((tmp_path / "reference.json").read_text())
+
+    folder = tmp_path / "run"
+    job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                            "--max-restarts=1", "--monitor-interval=0.2",
+                            str(ROOT / "classification" / "compare.py"), *COMPARE, "--run-folder", str(folder),
+                            "--json", str(tmp_path / "restarted.json")],
+                           env=_subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(folder / "seed0" / "pc.pt", job)
+    workers = [pid for pid in _children(job.pid) if "compare.py" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(workers) == 2
+    os.kill(workers[-1], signal.SIGKILL)
+    out, err = job.communicate(timeout=300)
+    assert job.returncode == 0, err
+    assert "continuing the unfinished run" in err  # the second attempt continued from the run folder
+    restarted = json.loads((tmp_path / "restarted.json").read_text())
+    assert _strip_seconds(restarted) == _strip_seconds(reference)
+
+
+def _args(folder: Path, resume: bool = False) -> Namespace:
+    return Namespace(run_folder=folder, resume=folder if resume else None, argv=["--epochs", "2"])
+
+
+def test_run_folder_of_other_settings_is_refused(tmp_path):
+    """A run folder continues only the run it holds: another command's settings are refused, naming them."""
+    RunFolder.open(_args(tmp_path), "test", __file__, {"epochs": 2, "lr": 1e-3})
+    with pytest.raises(ValueError, match=r"other settings \(lr: 0.001 there, 0.01 here\)"):
+        RunFolder.open(_args(tmp_path), "test", __file__, {"epochs": 2, "lr": 1e-2})
+
+
+def test_finished_run_starts_afresh_unless_resumed(tmp_path):
+    """The same command again continues an unfinished run, but starts a finished one afresh (its checkpoints would
+    otherwise hand back results of older code); --resume keeps a finished run's checkpoints."""
+    settings = {"epochs": 2}
+    checkpoint = tmp_path / "seed0" / "bp.pt"
+    checkpoint.parent.mkdir()
+    folder = RunFolder.open(_args(tmp_path), "test", __file__, settings)
+    checkpoint.write_bytes(b"epoch 1")
+    RunFolder.open(_args(tmp_path), "test", __file__, settings)
+    assert checkpoint.exists()  # unfinished: continued
+    folder.finish()
+    RunFolder.open(_args(tmp_path, resume=True), "test", __file__, settings).finish()
+    assert checkpoint.exists()  # finished and resumed: its results come from the checkpoints
+    RunFolder.open(_args(tmp_path), "test", __file__, settings)
+    assert not checkpoint.exists() and not RunFolder.read(tmp_path)["finished"]
+
+
+def test_a_stop_exits_with_the_command_that_resumes(tmp_path, capsys):
+    """A stopped script says how to continue: exit status 130 (as for Ctrl-C) and the --resume command."""
+    folder = RunFolder.open(_args(tmp_path), "test", __file__, {"epochs": 2})
+    with pytest.raises(SystemExit) as exit_info, folder.stops():
+        raise RunInterrupted("PC run stopped (SIGINT)", tmp_path / "seed0" / "pc.pt")
+    assert exit_info.value.code == 130
+    message = capsys.readouterr().err
+    assert "PC run stopped (SIGINT)" in message and f"--resume {tmp_path}" in message
