@@ -123,7 +123,7 @@ def plot_trajectories(trajs: dict[str, Sequence[float]], true: float, floor: flo
     ax_lin.set_ylabel("PC estimate −ε_x of dL/dx")
     ax_log.set_ylabel("|−ε_x − dL/dx| / |dL/dx|")
     ax_lin.set_title("Gradient estimate (linear axis)")
-    ax_log.set_title("Divergence from the true gradient (log axis)")
+    ax_log.set_title("Relative error of the estimate (log axis)")
     for ax in (ax_lin, ax_log):
         ax.set_xlabel("inference step t")
         ax.grid(alpha=0.3, which="both")
