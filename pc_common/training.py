@@ -3,6 +3,11 @@
 One loop, two learning rules: ``rule="bp"`` calls :func:`~pc_common.inference.bp_gradients`, ``rule="pc"`` calls
 :func:`~pc_common.inference.infer`. Everything else (model, data order, optimizer, loss, evaluation) is the same, so a
 comparison differs only in how ``.grad`` is filled.
+
+A run is two objects: :class:`RunSettings`, what it is (every setting of :func:`fit`), and :class:`RunState`, what it
+has done (weights, optimizer and schedule, the random generators, the history, the divergence guard, the best
+weights so far). A checkpoint is the second, saved whole after every epoch, and a run continued from it ends as it
+would have ended uninterrupted.
 """
 
 from __future__ import annotations
@@ -375,15 +380,16 @@ SPLITS = ("train", "val", "test")
 
 
 def _rng_states(data: Splits) -> dict:
-    """Every random number generator a run may draw from: torch's (CPU, and CUDA once used), Python's, NumPy's and
+    """Every random number generator a run may draw from: torch's (CPU, and the data's GPU), Python's, NumPy's and
     the loaders' own generators (the batch order)."""
     kind, keys, *rest = np.random.get_state()
     states = {"torch": torch.get_rng_state(), "python": random.getstate(),
               "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
               "loaders": {split: getattr(data, split).generator.get_state() for split in SPLITS
                           if getattr(data, split).generator is not None}}
-    if torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+    device = data.train.x.device
+    if device.type == "cuda":  # this process's GPU only: reading every GPU's would start a context on each
+        states["cuda"] = torch.cuda.get_rng_state(device)
     return states
 
 
@@ -396,8 +402,9 @@ def _set_rng_states(states: dict, data: Splits) -> None:
         loader = getattr(data, split)
         loader.generator = loader.generator or torch.Generator()
         loader.generator.set_state(state)
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    device = data.train.x.device
+    if "cuda" in states and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
 
 
 @dataclass
@@ -495,6 +502,11 @@ class RunState:
             self.scheduler.load_state_dict(state["scheduler"])
         self.history = History.from_dict(state["history"])
         self.guard.load_state_dict(state["guard"])
+        if self.batch and not distributed.is_main():
+            # Stopped part-way through an epoch by one process, continued by several: the batches done are
+            # counted once, by rank 0, in the sums added over processes at the epoch's end.
+            self.sums.zero_()
+            self.guard.flags[:2], self.guard.batches = 0, 0
         _set_rng_states(state["rng"], self.data)
 
     def belongs_to(self, run: RunSettings) -> dict:

@@ -11,6 +11,7 @@ from conftest import make_mlp
 from torch import nn
 
 import pc_common as pc
+from pc_common.training import RunSettings
 
 
 def small_mlp(seed=0):
@@ -170,3 +171,32 @@ def test_guard_ignores_the_rising_trace_of_fixed_prediction(digits):
         history = pc.fit(small_mlp(), digits, "pc", epochs=1, max_batches=3, progress=False,
                          pc=pc.PCConfig(T=3, inference_lr=1.0, fixed_prediction=True))
     assert history.alarms == [] and not [w for w in caught if "diverging" in str(w.message)]
+
+
+def test_settings_as_one_object_or_as_keywords(digits):
+    """fit(model, data, RunSettings(...)) is fit(model, data, rule, **keywords): every existing caller keeps working,
+    and a script can hand one settings object around (or replace some of its fields with keywords)."""
+    runs = []
+    for call in (lambda m: pc.fit(m, digits, "pc", epochs=2, max_batches=2, lr=3e-3, progress=False),
+                 lambda m: pc.fit(m, digits, RunSettings("pc", epochs=2, max_batches=2, lr=3e-3, progress=False)),
+                 lambda m: pc.fit(m, digits, RunSettings("pc", epochs=5, max_batches=2, lr=1.0), epochs=2, lr=3e-3,
+                                  progress=False)):
+        digits.train.generator = torch.Generator().manual_seed(0)
+        model = small_mlp()
+        history = call(model)
+        runs.append(([{k: v for k, v in e.items() if k != "seconds"} for e in history.epochs],
+                     [p.detach().clone() for p in model.parameters()]))
+    for records, weights in runs[1:]:
+        assert records == runs[0][0] and all(torch.equal(a, b) for a, b in zip(weights, runs[0][1]))
+
+
+def test_a_misspelt_setting_is_an_error(digits):
+    """fit takes its settings as keywords: a misspelt one must fail, naming it, rather than be ignored."""
+    with pytest.raises(TypeError, match="epoch"):
+        pc.fit(small_mlp(), digits, "bp", epoch=3, progress=False)
+
+
+def test_history_round_trips_through_its_dict():
+    """A checkpoint stores the History as a dict: reading it back must give the same history."""
+    history = pc.History("pc", epochs=[{"epoch": 1, "val_accuracy": 0.5}], best_epoch=0, alarms=[{"epoch": 1}])
+    assert pc.History.from_dict(history.to_dict()) == history
