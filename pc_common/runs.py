@@ -61,7 +61,10 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.resume is not None:
-        stored = RunFolder.read(args.resume)["argv"]
+        try:
+            stored = RunFolder.read(args.resume)["argv"]
+        except FileNotFoundError as err:
+            parser.error(str(err))
         args = parser.parse_args(stored + argv)
         args.run_folder, argv = args.resume, stored
     args.argv = argv

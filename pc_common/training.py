@@ -360,8 +360,8 @@ class RunSettings:
     def describe(self) -> dict:
         """The settings that make two runs the same run, as plain values: what a checkpoint must belong to.
 
-        ``progress`` (display) and ``compile`` (the same gradients, computed another way) are left out, so a run
-        may continue with either changed; a callable is named by its module and qualified name.
+        ``progress`` (display) and ``compile`` (the same gradients to round-off, computed another way) are left
+        out, so a run may continue with either changed; a callable is named by its module and qualified name.
         """
         def name(f):
             if f is None or isinstance(f, str):
@@ -572,7 +572,7 @@ class StopRequests:
 
     def __exit__(self, *exc) -> None:
         for number, handler in self.previous.items():
-            signal.signal(number, handler)
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
 
 
 def checkpoint_file(path: str | Path | None) -> Path | None:
