@@ -70,9 +70,16 @@ ALLOWED: dict[str, dict[str, str]] = {
         "2020": "year of the preprint (Millidge, Tschantz & Buckley, arXiv 2020)",
         "2022": "year of the journal version",
     },
-    "PC_BP_Gradients/5_theory_and_limits.ipynb": {
+    "PC_BP_Gradients/5_theory.ipynb": {
         "2017": "year of the cited paper (Whittington & Bogacz 2017)",
         "2016": "year of the cited papers (Lillicrap et al. 2016; Nøkland 2016)",
+        "7": "journal volume of the citation, Nature Communications 7, 13276",
+        "13276": "article number of the citation",
+        "29": "journal volume of the citation, Neural Computation 29(5)",
+        "1229": "first page of the citation",
+        "1262": "last page of the citation",
+    },
+    "PC_BP_Gradients/6_limits.ipynb": {
         "2022": "year of the cited paper (Rosenbaum 2022)",
         "2024": "year of the cited paper (Salvatori et al., ICLR 2024)",
         "2025": "year of the cited papers (Pinchetti et al. 2025; Qi et al. 2025; Innocenti et al. 2025)",
