@@ -44,8 +44,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .energy import Loss, energy, get_loss
-from .inference import PCConfig, _split_stem, bp_gradients, infer
+from .inference import PCConfig, bp_gradients, infer
 from .layers import PCLayer, neurons, pc_layers, pc_mode, weights
+from .step import split_stem
 
 WEIGHTED = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
 
@@ -101,7 +102,7 @@ def layer_costs(model: nn.Module, x: torch.Tensor) -> list[LayerCost]:
         x: an input batch (one sample is enough).
     """
     names = {m: n for n, m in model.named_modules()}
-    stem, _ = _split_stem(model)
+    stem, _ = split_stem(model)
     stem_modules = set(stem.modules()) if stem is not None else set()
     calls, state = [], {"segment": 0, "seen": set()}
 

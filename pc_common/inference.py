@@ -46,9 +46,6 @@ from .step import (
     zero_velocity,
 )
 
-# pc_common.flops imports the stem split under its former name here.
-_split_stem = split_stem
-
 
 @dataclass(frozen=True)
 class PCConfig:
