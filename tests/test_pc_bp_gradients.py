@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,3 +179,20 @@ def test_exercise_checks_refuse_a_wrong_answer(check, wrong):
     and says "not answered yet" to None. The right answers are asserted by the notebooks' solution cells."""
     assert check(None) is False
     assert check(wrong) is False
+
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "PC_BP_Gradients").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_links_the_notation_sheet_and_ends_with_exercises(path):
+    """A reader meets the notation sheet in the first cell, and each notebook ends with 2 to 4 exercises whose
+    solution cells are collapsed and assert their check (so nbval runs every solution through its check)."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    assert "(../docs/notation.md)" in "".join(cells[0]["source"])
+    assert (path.parents[1] / "docs/notation.md").is_file()
+    solutions = [c for c in cells if c["cell_type"] == "code" and c["metadata"].get("jupyter", {}).get("source_hidden")]
+    assert 2 <= len(solutions) <= 4
+    assert all("assert exercises.check_" in "".join(c["source"]) for c in solutions)
+    exercises_at = next(i for i, c in enumerate(cells) if "## Exercises" in "".join(c["source"]))
+    assert all(cells.index(c) > exercises_at for c in solutions)
