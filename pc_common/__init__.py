@@ -6,9 +6,13 @@ The chain, one job per module:
     step       the pieces of one PC step (errors, error sending, neuron SGD) that both paths below share
     inference  T neuron updates + one weight-gradient evaluation (T + 1 energy evaluations); the BP twin
     compiled   the same BP and PC gradient steps, traced once and compiled (torch.compile)
-    training   the train / validate / test loop for both rules
+    training   the train / validate / test loop for both rules: what a run is (RunSettings), what it has done
+               (RunState, saved after every epoch so a run resumes)
+    runs       run folders for scripts: --run-folder / --resume, Ctrl-C saves and says how to resume
     data       the embedded ``mnist-5k`` digits and the torchvision datasets
     distributed  data parallelism over processes (``torchrun``): sharded batches, averaged gradients
+    deep, epc  deep PC: the μPC residual network, and error-based PC (ePC)
+    exercises  the verdict of a notebook's self-checking exercise
 """
 
 from .compiled import CompiledStep
@@ -24,7 +28,17 @@ from .data import (
 from .energy import cross_entropy, energy, get_loss, layer_energies, prediction_energy, squared_error
 from .inference import InferenceResult, PCConfig, bp_gradients, infer
 from .layers import PCLayer, neurons, pc_layers, pc_mode, predictions, release, weights
-from .training import History, check_input_shape, evaluate, fit, train_rules, train_step
+from .training import (
+    History,
+    RunInterrupted,
+    RunSettings,
+    RunState,
+    check_input_shape,
+    evaluate,
+    fit,
+    train_rules,
+    train_step,
+)
 from .utils import (
     CheckpointError,
     describe_model,
@@ -46,6 +60,9 @@ __all__ = [
     "InferenceResult",
     "PCConfig",
     "PCLayer",
+    "RunInterrupted",
+    "RunSettings",
+    "RunState",
     "Splits",
     "TensorLoader",
     "bp_gradients",
