@@ -38,7 +38,6 @@ PENDING = {
     "classification/comparison.ipynb",
     "classification/full_scale_diagnosis.ipynb",
     "classification/sequences.ipynb",
-    "compression/FLOPs.ipynb",
     "compression/comparison.ipynb",
 }
 
