@@ -114,6 +114,19 @@ def control_config(setting: str, depth: int, eq: dict, inference_lr: float = INF
     return pc.PCConfig(T=T, inference_lr=inference_lr, output_precision=beta)
 
 
+def control_settings(depths, seeds, width: int, epochs: int, lr: float, dataset: str,
+                     max_batches: int | None) -> dict:
+    """The settings of the control grid, as recorded beside its results."""
+    return {
+        "depths": list(depths), "seeds": list(seeds), "width": width, "epochs": epochs, "lr": lr,
+        "inference_lr": INFERENCE_LR, "dataset": dataset, "batch_size": BATCH_SIZE, "max_batches": max_batches,
+        "loss": "mse", "optimizer": "Adam", "activation": "tanh", "init": "orthogonal, gain 1, zero biases",
+        "settings": {k: {"output_precision": b, "T": t} for k, (b, t) in CONTROL_SETTINGS.items()},
+        "probe": f"{PROBE_SIZE} class-balanced training digits (pc.sample_batch, seed 0)",
+        "T_eq": f"min T with F(T) − F(H) ≤ {EQ_TOL:g} (F(0) − F(H)), H = {EQ_HORIZON}(d + 1)², float64 network of "
+                "seed 0 at initialisation", "accuracy": "test accuracy at the best-validation epoch"}
+
+
 def controls(depths=DEPTHS, seeds=SEEDS, width: int = WIDTH, epochs: int = EPOCHS, lr: float = LR,
              dataset: str = DATASET, parts: Path = RESULTS / "depth_sweep_parts", max_batches: int | None = None,
              device=None) -> None:
@@ -122,6 +135,7 @@ def controls(depths=DEPTHS, seeds=SEEDS, width: int = WIDTH, epochs: int = EPOCH
     The cheap runs (BP and the two settings at T = 2(d + 1)) go first for every depth and seed, then the equilibrium
     runs seed by seed, so that a stopped run leaves whole seeds behind.
     """
+    write_json(parts / "settings.json", control_settings(depths, seeds, width, epochs, lr, dataset, max_batches))
     data = pc.load_dataset(dataset, batch_size=BATCH_SIZE, device=pc.pick_device(device))
     probe = pc.sample_batch(data.train, PROBE_SIZE, seed=0)
     eqs = {}
@@ -144,14 +158,6 @@ def controls(depths=DEPTHS, seeds=SEEDS, width: int = WIDTH, epochs: int = EPOCH
                           "output_precision": config and config.output_precision, **run_})
         print(f"{setting:>11}, {depth:>3} hidden layers, seed {seed}: test accuracy {run_['test_accuracy']:.4f}, "
               f"‖ΔW_1‖/‖W_1‖ {run_['epochs'][-1]['weight_change'][0]:.3f}", flush=True)
-    write_json(parts / "settings.json", {
-        "depths": list(depths), "seeds": list(seeds), "width": width, "epochs": epochs, "lr": lr,
-        "inference_lr": INFERENCE_LR, "dataset": dataset, "batch_size": BATCH_SIZE, "max_batches": max_batches,
-        "loss": "mse", "optimizer": "Adam", "activation": "tanh", "init": "orthogonal, gain 1, zero biases",
-        "settings": {k: {"output_precision": b, "T": t} for k, (b, t) in CONTROL_SETTINGS.items()},
-        "probe": f"{PROBE_SIZE} class-balanced training digits (pc.sample_batch, seed 0)",
-        "T_eq": f"min T with F(T) − F(H) ≤ {EQ_TOL:g} (F(0) − F(H)), H = {EQ_HORIZON}(d + 1)², float64 network of "
-                "seed 0 at initialisation", "accuracy": "test accuracy at the best-validation epoch"})
 
 
 def _mean_se(values) -> dict:
