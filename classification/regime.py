@@ -11,11 +11,12 @@ class-balanced batch of validation images, for every T of a list at step γ and 
 
 The law the sizes follow. The hidden errors start at 0 (φ = μ) and only the output error ε_L = −β ∂L/∂ŷ is not.
 An inference step moves a neuron by γ Jᵀε of the error above it, so an error reaches k layers below the output only
-after k of the T steps, each contributing a factor γ and a transposed Jacobian: to first order in γ,
-ε_{L−k}(T) = C(T, k) γ^k (−β δ_{L−k}) with δ = ∂L/∂μ, BP's error. PC's update of the matrix k below the output
-matrix is then BP's gradient scaled by
+after k of the T steps, each passing on a share γ (and the rest staying put, a share 1 − γ). With the Jacobians frozen
+(fixed prediction) this is exact, ε_{L−k}(T) = P(Bin(T, γ) ≥ k) (−β δ_{L−k}) with δ = ∂L/∂μ, BP's error
+(:func:`pc_common.diagnostics.error_reach`); standard PC at a small β stays near the feed-forward state and follows
+it closely. PC's update of the matrix k below the output matrix is then BP's gradient scaled by
 
-    ‖g_PC,L−k‖ / ‖g_BP,L−k‖ ≈ C(T, k) γ^k ≈ (γT)^k / k!   (γT ≪ 1, cosine ≈ 1),
+    ‖g_PC,L−k‖ / ‖g_BP,L−k‖ ≈ P(Bin(T, γ) ≥ k) ≈ C(T, k) γ^k ≈ (γT)^k / k!   (the last two for γT ≪ 1),
 
 and only when γT is large against the depth do all layers approach BP's size (the relaxed, near-equilibrium state).
 
@@ -35,7 +36,7 @@ from classification.compare import LEARNING_RATES, OPTIMIZER, PC_SETTINGS, SCHED
 from classification.diagnose import probe_batch
 from classification.models import mlp
 from pc_common import DATASETS, PCConfig, cli, fit, infer, load_dataset, pick_device, seed_everything
-from pc_common.diagnostics import gradient_alignment
+from pc_common.diagnostics import error_reach, gradient_alignment
 from pc_common.layers import weights
 from pc_common.utils import write_json
 
@@ -43,11 +44,6 @@ STEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 # Near equilibrium: γT ≈ 13, where every layer's size ratio is within a few per cent of 1 at initialisation (the
 # JSON shows it) and γ stays below 2 / λ_max.
 NEAR_EQUILIBRIUM = PCConfig(T=128, inference_lr=0.1, output_precision=PC_SETTINGS.output_precision)
-
-
-def first_order_share(k: int, T: int, gamma: float) -> float:
-    """C(T, k) γ^k: to first order in γ, the share of BP's error held k layers below the output after T steps."""
-    return math.comb(T, k) * gamma**k
 
 
 def measure(model, x, y, loss: str, steps=STEPS, gamma: float = PC_SETTINGS.inference_lr,
@@ -67,7 +63,7 @@ def measure(model, x, y, loss: str, steps=STEPS, gamma: float = PC_SETTINGS.infe
         out["energy"].append((trace / trace[0]).tolist())
     f_star = out["energy"][-1][-1]
     out["share_of_fall"] = [(1 - e[-1]) / (1 - f_star) if f_star < 1 else float("nan") for e in out["energy"]]
-    out["law"] = [[first_order_share(len(names) - 1 - i, T, gamma) for i in range(len(names))] for T in steps]
+    out["law"] = [[error_reach(T, gamma, len(names) - 1 - i) for i in range(len(names))] for T in steps]
     return out
 
 

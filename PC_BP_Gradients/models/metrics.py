@@ -11,12 +11,11 @@ owning parameters (a ``Linear``: weight and bias flattened together).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 import pc_common as pc
+from pc_common.diagnostics import error_reach  # noqa: F401  (the notebooks import it from here)
 from pc_common.inference import PCConfig
 
 
@@ -84,25 +83,3 @@ def pc_vs_bp(model: nn.Module, x, y, loss="mse", config: PCConfig = PCConfig()) 
     pc_grads, _ = pc_layer_gradients(model, x, y, loss, config)
     model.zero_grad(set_to_none=True)
     return compare(pc_grads, bp_grads)
-
-
-def error_reach(T: int, gamma: float, hops: int) -> float:
-    """The share of BP's error that ``hops`` layers below the output hold after T steps of fixed-prediction inference.
-
-    With every prediction and Jacobian frozen, the errors of a chain follow ε_ℓ ← (1 − γ) ε_ℓ + γ J̄ᵀ_{ℓ+1} ε_{ℓ+1}
-    from ε = 0, with the output error fixed at −β δ_L. Each step either keeps a unit of error where it is
-    (weight 1 − γ) or passes it one layer down (weight γ), so after T steps the layer k hops below the output holds
-
-        ε_{L−k}(T) = P(Bin(T, γ) ≥ k) · (−β δ_{L−k}),   P(Bin(T, γ) ≥ k) = Σ_{j ≥ k} C(T, j) γ^j (1 − γ)^{T−j},
-
-    i.e. its weight update is BP's gradient times this share (exactly, for fixed prediction). For γT ≪ 1 the leading
-    term is C(T, k) γ^k ≈ (γT)^k / k!. Standard PC with a weakly clamped output (β → 0) stays near the feed-forward
-    state, where its dynamics are these.
-
-    Args:
-        T: inference steps; gamma: the step size γ (0 < γ ≤ 1); hops: k, layers between the layer and the output.
-
-    Returns:
-        the share, in [0, 1] (1 for k = 0: the output layer's update is exact from the start).
-    """
-    return sum(math.comb(T, j) * gamma**j * (1 - gamma) ** (T - j) for j in range(hops, T + 1))

@@ -12,6 +12,7 @@ import statistics
 import torch
 
 from pc_common import flops
+from pc_common.diagnostics import error_reach
 from pc_common.exercises import close, report
 
 from .mlp import mlp
@@ -49,13 +50,13 @@ def check_no_stem(answer, T: int = 8) -> bool:
                   f"quarters of the forward products, and it depends on no neuron.")
 
 
-def check_first_order_share(answer, k: int = 3, T: int = 8, gamma: float = 0.05) -> bool:
-    """The first-order law's size ratio of the matrix k below the output matrix: C(T, k) γ^k."""
-    truth = math.comb(T, k) * gamma**k
+def check_error_reach(answer, k: int = 3, T: int = 8, gamma: float = 0.05) -> bool:
+    """The law's size ratio of the matrix k below the output matrix: P(Bin(T, γ) ≥ k)."""
+    truth = error_reach(T, gamma, k)
     return report(f"size of PC's update {k} matrices below the output at T = {T}, γ = {gamma}", answer,
                   close(answer, truth, rel=0.05),
-                  f"C({T}, {k}) γ^{k} = {truth:.3g}: the error needs {k} of the {T} steps to get there, each "
-                  f"passing on a share γ.")
+                  f"P(Bin({T}, {gamma}) ≥ {k}) = {truth:.3g}: the error must take {k} of the {T} steps down, each "
+                  f"with probability γ (its leading term C({T}, {k}) γ^{k} = {math.comb(T, k) * gamma**k:.3g}).")
 
 
 def check_steps_for_half(answer, regime: dict, state: str = "initial, training step") -> bool:

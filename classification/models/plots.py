@@ -61,7 +61,7 @@ def plot_diagnosis(results: dict, title: str = ""):
 
 def plot_regime(results: dict, state: str = "initial", title: str = ""):
     """What PC computes against T (``classification/regime.py``): per weight matrix, the size ratio ‖g_PC‖/‖g_BP‖
-    beside the first-order law C(T, k) γ^k and the cosine; the energy F(t)/F(0) on a zero-based axis; and the share
+    beside the law P(Bin(T, γ) ≥ k) and the cosine; the energy F(t)/F(0) on a zero-based axis; and the share
     of F's possible fall reached after T steps. One line style per step size γ.
 
     Args:
@@ -91,7 +91,7 @@ def plot_regime(results: dict, state: str = "initial", title: str = ""):
             axes[2].plot(np.arange(len(trace)), trace, ls, label=f"γ = {r['gamma']}, T = {T_shown}")
         axes[3].semilogx(T, r["share_of_fall"], ls, marker="o", ms=3, color="k", label=f"γ = {r['gamma']} ({name})")
     axes[0].set(ylim=(1e-4, 2), xlabel="inference steps T", ylabel="‖g_PC‖ / ‖g_BP‖ (log)",
-                title="Size of PC's update per layer\n(dotted: first-order law C(T,k)γᵏ)")
+                title="Size of PC's update per layer\n(dotted: the law P(Bin(T, γ) ≥ k))")
     axes[1].set(ylim=(0.9, 1.001), xlabel="inference steps T", ylabel="cos(g_PC, g_BP)", title="Direction per layer")
     axes[2].set(ylim=(0, 1.05), xscale="symlog", xlabel="inference step t", ylabel="F(t) / F(0)",
                 title="Energy during inference (axis from 0)")
