@@ -6,8 +6,11 @@ Python and autograd dispatch. Here the whole step,
     PC:  feed-forward sweep → T neuron updates φ ← φ − γ ∂F/∂φ → ∂F/∂Θ at the relaxed state,
     BP:  forward → ∂L̄/∂Θ,
 
-is traced once into a single graph of tensor operations and handed to ``torch.compile`` (Inductor; on CUDA with
-CUDA graphs, ``mode="reduce-overhead"``), which fuses the elementwise work and replays the step without Python.
+is traced once into a single graph of tensor operations and compiled by Inductor, which fuses the elementwise work
+into a few loops around the matrix products. On a CPU the traced graph goes to Inductor directly
+(``torch._inductor.compile``): no Dynamo frame, guards or input flattening at every call, which cost the MLP's step
+about half a millisecond beside its 2 ms of matrix products. On CUDA it goes through ``torch.compile`` with CUDA
+graphs (``mode="reduce-overhead"``), which replay the step without Python.
 
 How the step becomes one graph. Dynamo does not trace ``torch.autograd.grad`` (a graph break), so ``make_fx`` runs
 the step once on fake tensors and records every operation below autograd, so the vector-Jacobian products that give
@@ -20,6 +23,11 @@ eager step). So the graph is a pure function (Θ, buffers, x, y) → (∂Θ, buf
 :meth:`CompiledStep._finish`, after a successful call, writes into the model. The algorithm is the eager one, built
 from the same pieces (:mod:`pc_common.step`: output error, error sending, neuron SGD, energy): the tests check the
 two against each other and against autograd oracles.
+
+Every call reads the weights and buffers from the slots (module table and name) found when the step was traced, in
+the order of ``model.parameters()`` and ``model.buffers()``: a weight replaced in its slot is read, but modules
+added to the model after the first call are not (build the step after the model). A walk of the module tree per
+call (``model.parameters()``) cost more than the step's elementwise work.
 
 Tracing never changes the model. While tracing, every parameter and buffer *slot* (a module and a name) holds a
 fake tensor, and every slot gets its own tensor back on the way out, whatever happened. (``torch.func.functional_call``
@@ -63,6 +71,11 @@ from .step import (
     weighted_output_error,
     zero_velocity,
 )
+
+# Inductor inlines an elementwise result into every loop that reads it, recomputing it there, unless it takes more
+# than this many operations (its default is 30). GELU's erf costs about 11 µs per 128 × 128 block on one CPU core, and
+# the MLP's step computed it 42 times instead of 20 (once per layer and pass); at 16 its result is stored and read.
+REALIZE_OPCOUNT = 16
 
 
 class _Substitution:
@@ -108,6 +121,23 @@ class _Substitution:
         phi = value.requires_grad_()
         self.phis.append(phi)
         return phi
+
+
+def _unique_slots(model: nn.Module, table: str) -> list[tuple[dict, str]]:
+    """The slots (module table, name) of ``model.parameters()`` (``table="_parameters"``) or ``model.buffers()``
+    (``"_buffers"``), in their order: the first slot of every tensor, so a tensor in two slots appears once."""
+    seen, slots = set(), []
+    for module in model.modules():
+        members = getattr(module, table)
+        for name, tensor in members.items():
+            if tensor is not None and id(tensor) not in seen:
+                seen.add(id(tensor))
+                slots.append((members, name))
+    return slots
+
+
+def _read(slots: list[tuple[dict, str]]) -> list[torch.Tensor]:
+    return [members[name] for members, name in slots]
 
 
 def _slots(model: nn.Module) -> list[tuple[dict, str, torch.Tensor]]:
@@ -229,14 +259,16 @@ def _fixed_prediction(step: _Step, x, target, noise):
 @dataclass
 class _Program:
     """A compiled step for one input shape, with what its inputs and outputs need: the shapes of the noise to draw,
-    the permutation from call order to layer order of the neurons, the weights that get a gradient, and the number
-    of buffers."""
+    the permutation from call order to layer order of the neurons, the slots of the weights and buffers (the graph's
+    inputs), which of the weights get a gradient (positions among them), and whether Dynamo guards the program."""
 
     graph: Callable
     noise_shapes: list[tuple]
     call_order: list[int]
-    used: list[int]
-    buffers: int
+    param_slots: list[tuple[dict, str]]
+    buffer_slots: list[tuple[dict, str]]
+    grads_of: list[int]
+    guarded: bool
 
 
 class CompiledStep:
@@ -295,20 +327,22 @@ class CompiledStep:
         key = (tuple(x.shape), x.dtype, x.device, tuple(y.shape), y.dtype)
         program = self.programs.get(key)
         if program is not None:
-            return self._finish(program, self._run(program, x, y))
+            params, buffers = _read(program.param_slots), _read(program.buffer_slots)
+            return self._finish(program, params, buffers, self._run(program, params, buffers, x, y))
         if self.failed or len(self.programs) >= self.shapes:
             return self._eager(x, y)
         start = time.perf_counter()
         try:
             program = self._trace(x, y)
-            outputs = self._run(program, x, y, first=True)  # Inductor compiles at the first call
+            params, buffers = _read(program.param_slots), _read(program.buffer_slots)
+            outputs = self._run(program, params, buffers, x, y, first=True)  # torch.compile compiles here
         except Exception as err:  # noqa: BLE001 - any tracer or compiler failure means: stay eager
             self.failed = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
             self._warn()
             return self._eager(x, y)
         self.compile_seconds += time.perf_counter() - start
         self.programs[key] = program
-        return self._finish(program, outputs)
+        return self._finish(program, params, buffers, outputs)
 
     def _eager(self, x, y):
         if self.rule == "bp":
@@ -317,16 +351,18 @@ class CompiledStep:
         self.neurons = [p.detach() for p in neurons(self.model)]
         return result.output, result.energies
 
-    def _inputs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The graph's inputs from the model: (parameters, buffers)."""
-        return list(self.model.parameters()), list(self.model.buffers())
-
     def _trace(self, x, y) -> _Program:
-        """Trace the step into an ATen graph (fake tensors: nothing is computed) and wrap it in torch.compile."""
-        params, buffers = self._inputs()
+        """Trace the step into an ATen graph (fake tensors: nothing is computed) of flat inputs (weights, buffers,
+        x, y, noise) and compile it: Inductor directly on a CPU, ``torch.compile`` otherwise."""
+        param_slots = _unique_slots(self.model, "_parameters")
+        buffer_slots = _unique_slots(self.model, "_buffers")
+        params, buffers = _read(param_slots), _read(buffer_slots)
         noise_shapes, call_order = self._probe(x) if self.rule == "pc" else ([], [])
+        n, m = len(params), len(buffers)
 
-        def step(new_params, new_buffers, x, y, noise):
+        def step(*inputs):
+            new_params, new_buffers, (x, y), noise = inputs[:n], inputs[n:n + m], inputs[n + m:n + m + 2], \
+                inputs[n + m + 2:]
             # Buffers enter as copies: a pass that updates them (BatchNorm's running statistics) moves the copy, a
             # tensor of the graph, never an input; the graph returns their values for _finish to write back.
             replacements = {id(t): new for t, new in zip(params, new_params)}
@@ -335,17 +371,23 @@ class CompiledStep:
                 return self.traced(x, y, *noise)
 
         # Placeholders of the noise's shape: tracing must not consume the random stream.
-        noise = [torch.empty(s, dtype=d, device=dev) for s, d, dev in noise_shapes]
-        graph = make_fx(step, tracing_mode="fake")(params, buffers, x, y, noise)
-        cuda_graphs = x.device.type == "cuda" and self.backend == "inductor"
-        mode = self.mode or ("reduce-overhead" if cuda_graphs else None)
-        if mode == "reduce-overhead":
-            # Weights are updated in place: CUDA graphs may read them where they are instead of copying them in.
-            for t in params + buffers:
-                torch._dynamo.mark_static_address(t)
-        if self.backend is not None:
+        inputs = [*params, *buffers, x, y, *(torch.empty(s, dtype=d, device=dev) for s, d, dev in noise_shapes)]
+        graph = make_fx(step, tracing_mode="fake")(*inputs)
+        trainable = [i for i, p in enumerate(params) if p.requires_grad]
+        grads_of = [trainable[i] for i in self.traced.used]
+        guarded = self.backend is not None and not (self.backend == "inductor" and x.device.type == "cpu")
+        if self.backend == "inductor" and not guarded:
+            with torch.no_grad():  # an inference graph: the step's gradients are ordinary outputs
+                graph = torch._inductor.compile(graph, inputs, options=_inductor_options(self.mode))
+        elif guarded:
+            cuda_graphs = x.device.type == "cuda" and self.backend == "inductor"
+            mode = self.mode or ("reduce-overhead" if cuda_graphs else None)
+            if mode == "reduce-overhead":
+                # Weights are updated in place: CUDA graphs may read them where they are instead of copying them in.
+                for t in params + buffers:
+                    torch._dynamo.mark_static_address(t)
             graph = torch.compile(graph, backend=self.backend, mode=mode, fullgraph=True, dynamic=False)
-        return _Program(graph, noise_shapes, call_order, self.traced.used, len(buffers))
+        return _Program(graph, noise_shapes, call_order, param_slots, buffer_slots, grads_of, guarded)
 
     def _probe(self, x) -> tuple[list[tuple], list[int]]:
         """One plain pass with the value nodes recording: the shapes of the noisy neurons, and the call order.
@@ -362,26 +404,29 @@ class CompiledStep:
         # A stable sort of the calls by layer gives the layer-by-layer, call-by-call order of pc_common.neurons.
         return noise_shapes, sorted(range(len(calls)), key=lambda i: layers.index(calls[i]))
 
-    def _run(self, program: _Program, x, y, first: bool = False) -> list[torch.Tensor]:
+    def _run(self, program: _Program, params, buffers, x, y, first: bool = False) -> list[torch.Tensor]:
+        inputs = (*params, *buffers, x, y, *_noise(program.noise_shapes))
+        if not program.guarded:
+            with torch.no_grad():
+                return program.graph(*inputs)
         cuda_graphs = x.device.type == "cuda"
         if cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         # After the first call (which compiles) there is one program per shape (self.programs is keyed by it):
         # Dynamo's guards have nothing to choose, and skipping them saves their cost at every step.
-        with torch.no_grad(), torch.compiler.set_stance(skip_guard_eval_unsafe=not first and self.backend is not None):
-            outputs = program.graph(*self._inputs(), x, y, _noise(program.noise_shapes))
+        with torch.no_grad(), torch.compiler.set_stance(skip_guard_eval_unsafe=not first):
+            outputs = program.graph(*inputs)
         # CUDA-graph outputs live in memory that the next replay overwrites.
         return [o.clone() for o in outputs] if cuda_graphs else outputs
 
-    def _finish(self, program: _Program, outputs):
+    def _finish(self, program: _Program, params, buffers, outputs):
         """Write the buffers back, check the energy, accumulate the weight gradients into ``.grad``, keep the
         neurons; (ŷ, energies)."""
-        weights = self.traced.weights()
-        params = [weights[i] for i in program.used]
-        grads, buffers = outputs[: len(params)], outputs[len(params): len(params) + program.buffers]
-        rest = outputs[len(params) + program.buffers:]
+        trained = [params[i] for i in program.grads_of]
+        grads, values = outputs[: len(trained)], outputs[len(trained): len(trained) + len(buffers)]
+        rest = outputs[len(trained) + len(buffers):]
         with torch.no_grad():
-            for buffer, value in zip(self.model.buffers(), buffers, strict=True):
+            for buffer, value in zip(buffers, values, strict=True):
                 buffer.copy_(value)
         if self.rule == "bp":
             output, energies = rest[0], None
@@ -389,8 +434,16 @@ class CompiledStep:
             energies, output, phis = rest[0], rest[1], rest[2:]
             check_energy(energies, self.config)
             self.neurons = [phis[i] for i in program.call_order]
-        accumulate_grads(params, grads)
+        accumulate_grads(trained, grads)
         return output, energies
+
+
+def _inductor_options(mode: str | None) -> dict:
+    """Inductor's settings for a step compiled without Dynamo: those of ``mode`` (as ``torch.compile`` would set
+    them), less recomputation (see :data:`REALIZE_OPCOUNT`), and the program's driver in C++: Inductor's default
+    Python driver spent about 0.15 ms of the MLP's step allocating buffers and calling some 80 kernels."""
+    options = dict(torch._inductor.list_mode_options(mode)) if mode else {}
+    return {"realize_opcount_threshold": REALIZE_OPCOUNT, "cpp_wrapper": True, **options}
 
 
 def _noise(shapes) -> list[torch.Tensor]:

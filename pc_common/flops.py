@@ -29,6 +29,13 @@ The three counts: :func:`analytic_step_flops` (these formulas), :func:`fvcore_fo
 forward table, in MACs) and :func:`counted_step_flops` (``FlopCounterMode`` over a real BP or PC step, forward and
 backward). Elementwise work (activations, errors, neuron updates) is not counted by any of them: it is O(width),
 while the products are O(width²).
+
+What a step's products cost on a given machine: :func:`record_products` lists the matrix products and convolutions
+that one call of a step runs (operator and operand shapes, as the dispatcher sees them, compiled steps included), and
+:class:`ProductReplay` runs the same products alone, on operands of the same shapes and strides. Its time is the
+floor of the step at the rate this machine multiplies matrices of these sizes; what the step takes beyond it is
+everything else (elementwise work, the optimizer, Python and dispatch). :func:`time_interleaved` times several such
+callables in turns, so that a change of machine load hits them alike.
 """
 
 from __future__ import annotations
@@ -37,10 +44,11 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from .energy import Loss, energy, get_loss
@@ -357,3 +365,158 @@ def ratios_vs_T(model: nn.Module, x: torch.Tensor, y: torch.Tensor, Ts, loss: st
         out["time_every_step"].append(timed(lambda c=cfg: pc_step_weight_grads_every_step(model, x, y, loss, c))
                                       / bp_seconds)
     return out
+
+
+aten = torch.ops.aten
+# The operators that multiply matrices: what a step's floor is made of. nn.Linear and torch.matmul reach the
+# dispatcher as mm/addmm/bmm, convolutions as convolution (forward) and convolution_backward.
+MATRIX_PRODUCTS = frozenset({aten.mm, aten.addmm, aten.bmm, aten.baddbmm, aten.addbmm, aten.mv, aten.addmv,
+                             aten.convolution, aten.convolution_backward})
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """What a replay needs of an operand: its shape, strides (a transposed view stays transposed), dtype, device."""
+
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+    dtype: torch.dtype
+    device: torch.device
+
+    def make(self) -> torch.Tensor:
+        """A tensor of this layout over random (floating point) or zero (integer) storage."""
+        size = 1 + sum((n - 1) * s for n, s in zip(self.shape, self.stride)) if all(self.shape) else 0
+        if self.dtype.is_floating_point:
+            storage = torch.randn(size, dtype=self.dtype, device=self.device)
+        else:
+            storage = torch.zeros(size, dtype=self.dtype, device=self.device)
+        return storage.as_strided(self.shape, self.stride)
+
+
+@dataclass(frozen=True)
+class Product:
+    """One call of a matrix-product operator: the operator and its arguments, tensors as :class:`TensorSpec`."""
+
+    op: torch._ops.OpOverload
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.op.overloadpacket.__name__
+
+    def signature(self) -> str:
+        """The operator and its operand shapes, e.g. ``addmm [128]·[128, 784]·[784, 128]``."""
+        shapes = [list(a.shape) for a in (*self.args, *self.kwargs.values()) if isinstance(a, TensorSpec)]
+        return f"{self.name} " + "·".join(str(s) for s in shapes)
+
+
+def _spec(value):
+    if isinstance(value, torch.Tensor):
+        return TensorSpec(tuple(value.shape), tuple(value.stride()), value.dtype, value.device)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_spec(v) for v in value)
+    return value
+
+
+class _ProductRecorder(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.products: list[Product] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func.overloadpacket in MATRIX_PRODUCTS:
+            self.products.append(Product(func, _spec(tuple(args)), {k: _spec(v) for k, v in kwargs.items()}))
+        return func(*args, **kwargs)
+
+
+def record_products(step: Callable[[], object]) -> list[Product]:
+    """The matrix products and convolutions that one call of ``step`` runs, in order.
+
+    They are read at the dispatcher, below autograd, so the backward pass's products are listed too, and a step
+    compiled by Inductor lists the products its program calls. A step replayed as a CUDA graph runs no operator
+    (the graph bypasses the dispatcher): record its eager twin instead.
+    """
+    with _ProductRecorder() as recorder:
+        step()
+    return recorder.products
+
+
+class ProductReplay:
+    """The products of a step, run alone: each :class:`Product` called on operands of its recorded layout.
+
+    Operands are made once and shared by every product with the same operand at the same argument position, as a
+    step reuses its weights and buffers; an output never shares a tensor with an input.
+
+    Args:
+        products: from :func:`record_products`.
+    """
+
+    def __init__(self, products: list[Product]):
+        self.products = products
+        made: dict[tuple, torch.Tensor] = {}
+
+        def realise(value, where):
+            if isinstance(value, TensorSpec):
+                if (value, where) not in made:
+                    made[value, where] = value.make()
+                return made[value, where]
+            if isinstance(value, (list, tuple)):
+                return type(value)(realise(v, (where, i)) for i, v in enumerate(value))
+            return value
+
+        # Called as torch.mm, torch.addmm, …, where torch has the function: the quickest way to them from Python.
+        self.calls = [(getattr(torch, p.name, p.op), tuple(realise(a, i) for i, a in enumerate(p.args)),
+                       {k: realise(v, k) for k, v in p.kwargs.items()}) for p in products]
+
+    def __call__(self) -> None:
+        for op, args, kwargs in self.calls:
+            op(*args, **kwargs)
+
+    def flops(self) -> int:
+        """FLOPs of one replay, counted by ``FlopCounterMode`` (2 per multiply-accumulate, as everywhere here)."""
+        counter = FlopCounterMode(display=False)
+        counter.mod_tracker = _GlobalOnly()
+        with counter:
+            self()
+        return int(counter.get_total_flops())
+
+
+def process_clock() -> float:
+    """CPU seconds of this process (all its threads): with one CPU thread, the compute time of the work, unaffected
+    by other jobs that share the machine (a loaded machine stretches wall-clock time, not CPU time)."""
+    return time.process_time()
+
+
+def time_interleaved(units: dict[str, Callable[[], object]], rounds: int = 30, block: int = 5,
+                     clock: Callable[[], float] = process_clock, warmup: int = 2) -> dict[str, list[float]]:
+    """Seconds per call of every unit, timed in turns: each round runs every unit ``block`` times, timing each call.
+
+    Taking turns spreads a change of machine load over all units alike; take the median of each list.
+
+    Args:
+        units: name → a callable (one training step, a product replay, …).
+        rounds: number of turns.
+        block: calls of a unit per turn, each timed alone.
+        clock: :func:`process_clock` on a CPU; ``time.perf_counter`` (wall time) on CUDA, where calls are
+            synchronised around every timing.
+        warmup: untimed calls of every unit first.
+
+    Returns:
+        name → the ``rounds * block`` times in seconds.
+    """
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    for unit in units.values():
+        for _ in range(warmup):
+            unit()
+    times: dict[str, list[float]] = {name: [] for name in units}
+    for _ in range(rounds):
+        for name, unit in units.items():
+            for _ in range(block):
+                sync()
+                start = clock()
+                unit()
+                sync()
+                times[name].append(clock() - start)
+    return times

@@ -328,6 +328,7 @@ def fail_in_the_compiler(monkeypatch, model):
         raise RuntimeError("forced failure in the compiler")
 
     monkeypatch.setattr(torch, "compile", failing_compile)
+    monkeypatch.setattr(torch._inductor, "compile", failing_compile)  # the CPU path compiles without Dynamo
 
 
 @pytest.mark.parametrize("failure", [fail_mid_trace, fail_after_trace, fail_in_the_compiler])
