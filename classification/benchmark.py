@@ -175,6 +175,18 @@ def _updates(net: nn.Module, rule: str) -> dict:
     return updates
 
 
+def _products(net: nn.Module, rule: str, pc: PCConfig, step: CompiledStep | None, x, y) -> list:
+    """The matrix products of one step: the eager step's as it runs; a compiled step's from its traced graph run
+    uncompiled (on a copy of the network), because Inductor's program calls them from C++, below the dispatcher where
+    :func:`~pc_common.flops.record_products` looks (one call for each product of the traced graph)."""
+    if step is None:
+        return record_products(lambda: train_step(net, _NoUpdate(net), x, y, rule, "mse", pc))
+    twin = copy.deepcopy(net)
+    traced = CompiledStep(twin, rule, "mse", pc, backend=None)
+    traced(x, y)
+    return record_products(lambda: train_step(twin, _NoUpdate(twin), x, y, rule, "mse", pc, traced))
+
+
 def _widths(model: nn.Module) -> list[int] | None:
     """The layer widths of a network of nn.Linear layers (784, 128, …, 10), None for any other."""
     linear = [m for m in model.modules() if isinstance(m, nn.Linear)]
@@ -234,16 +246,12 @@ def step_benchmark(model: str = "mlp", act: str = ACTIVATION, dataset: str = EMB
             train_step(net, update, x, y, rule, "mse", pc, step)
 
         train(updates["none"])  # a compiled step compiles here
-        products, source = record_products(lambda none=updates["none"]: train(none)), engine
-        if not products and engine == "compiled":
-            # A CUDA-graph replay runs no operator: its products are those of the eager step of the same rule.
-            products, source = recorded[rule, "eager"][0], "eager"
-        recorded[rule, engine] = products, source
+        recorded[rule, engine] = _products(net, rule, pc, step, *batches[0])
         if step is not None:
             compiled[rule] = {"compiled": bool(step.programs), "seconds": step.compile_seconds}
         for name, update in updates.items():
             units[rule, engine, name] = lambda update=update, train=train: train(update)
-        units[rule, engine, "products"] = ProductReplay(recorded[rule, engine][0])
+        units[rule, engine, "products"] = ProductReplay(recorded[rule, engine])
     cpu = dev.type == "cpu"
     times = time_interleaved(units, rounds, BLOCK, clock=process_clock if cpu else time.perf_counter)
     ms = {key: 1e3 * statistics.median(t) for key, t in times.items()}
@@ -252,12 +260,13 @@ def step_benchmark(model: str = "mlp", act: str = ACTIVATION, dataset: str = EMB
     flops = {rule: analytic_step_flops(costs, batch_size, rule, T=T)["total"] for rule in RULES}
     products_out, steps = {}, []
     for rule, engine in itertools.product(RULES, engines):
-        products, source = recorded[rule, engine]
+        products = recorded[rule, engine]
         replay = units[rule, engine, "products"]
         product_flops, product_ms = replay.flops(), ms[rule, engine, "products"]
         products_out[f"{rule} {engine}"] = {
             "count": len(products), "flops": product_flops, "ms": product_ms,
-            "gflops": product_flops / product_ms / 1e6, "recorded_from": source,
+            "gflops": product_flops / product_ms / 1e6,
+            "recorded_from": "the traced graph, uncompiled" if engine == "compiled" else "the step",
             "by_signature": _count_signatures(products),
         }
         for update in UPDATES:

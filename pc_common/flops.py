@@ -31,7 +31,7 @@ backward). Elementwise work (activations, errors, neuron updates) is not counted
 while the products are O(width²).
 
 What a step's products cost on a given machine: :func:`record_products` lists the matrix products and convolutions
-that one call of a step runs (operator and operand shapes, as the dispatcher sees them, compiled steps included), and
+that one call of a step runs (operator and operand shapes, as the dispatcher sees them), and
 :class:`ProductReplay` runs the same products alone, on operands of the same shapes and strides. Its time is the
 floor of the step at the rate this machine multiplies matrices of these sizes; what the step takes beyond it is
 everything else (elementwise work, the optimizer, Python and dispatch). :func:`time_interleaved` times several such
@@ -434,9 +434,10 @@ class _ProductRecorder(TorchDispatchMode):
 def record_products(step: Callable[[], object]) -> list[Product]:
     """The matrix products and convolutions that one call of ``step`` runs, in order.
 
-    They are read at the dispatcher, below autograd, so the backward pass's products are listed too, and a step
-    compiled by Inductor lists the products its program calls. A step replayed as a CUDA graph runs no operator
-    (the graph bypasses the dispatcher): record its eager twin instead.
+    They are read at the dispatcher, below autograd, so the backward pass's products are listed too. A compiled
+    program may call its products below the dispatcher (Inductor's C++ driver, a CUDA-graph replay) and then lists
+    none: record its traced graph run uncompiled, ``CompiledStep(..., backend=None)``, whose products Inductor calls
+    one for one.
     """
     with _ProductRecorder() as recorder:
         step()
