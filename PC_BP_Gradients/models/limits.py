@@ -1,6 +1,6 @@
 """Where standard PC stops tracking BP: the curvature of F and the depth of the network.
 
-Two measurements for ``5_theory_and_limits.ipynb`` and ``depth_sweep.py``:
+Two measurements for ``6_limits.ipynb`` and ``depth_sweep.py``:
 
     λ_max(∂²F/∂φ²)        ``pc_common.diagnostics.energy_curvature`` (power iteration on Hessian-vector
                           products): standard PC's neuron descent is stable only for γ < 2 / λ_max
