@@ -352,7 +352,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                    help="torch CPU threads (default: torch's choice; 1 with --steps, for CPU time per step)")
     p.add_argument("--no-compile", action="store_true", help="eager steps only")
     p.add_argument("--pcx", nargs="+", type=_pcx_time, default=[], metavar="ACT=MS",
-                   help="with --steps: pcx's PC step in ms per activation, e.g. gelu=5.4 (shared/bench/pcx_step.py)")
+                   help="with --steps: ms per step of the same PC step with AdamW in the JAX library pcx, measured "
+                        "on this machine and thread count, per activation, e.g. gelu=5.4")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     args = p.parse_args(argv)
     results = []
