@@ -1,12 +1,13 @@
 """Seconds per training epoch, PC versus BP, eager and compiled, beside the FLOP ratio of one step; with
 ``--steps``, the time of one step beside the time of its own matrix products.
 
-Epochs (the default). The setting of the issue: MLP 784-128-128-128-10 (and the small CNN) on ``mnist-5k`` (3,500 training digits, 28
-batches of 128), T = 8, on the CPU. Each rule trains with the eager step and with the compiled one
-(:class:`pc_common.CompiledStep`, Inductor; CUDA graphs on CUDA); all four alternate epoch by epoch, so a change of
-machine load hits them alike, and each figure is the median over the repeats. The first epoch of each is a warm-up,
-and for a compiled step it includes the compilation, reported separately. The last partial batch of an epoch runs
-the eager step (no second compilation). The FLOP floor is the analytic ratio of :mod:`pc_common.flops` (matmuls only).
+Epochs (the default). The setting of the issue: MLP 784-128-128-128-10 (and the small CNN) on ``mnist-5k`` (3,500
+training digits, 28 batches of 128), T = 8, on the CPU. Each rule trains with the eager step and with the compiled
+one (:class:`pc_common.CompiledStep`, Inductor; CUDA graphs on CUDA); all four alternate epoch by epoch, so a change
+of machine load hits them alike, and each figure is the median over the repeats. The first epoch of each is a
+warm-up, and for a compiled step it includes the compilation, reported separately. The last partial batch of an
+epoch runs the eager step (no second compilation). The FLOP floor is the analytic ratio of :mod:`pc_common.flops`
+(matmuls only).
 
     python classification/benchmark.py --repeats 7 --json classification/results/benchmark.json
     python classification/benchmark.py --model mlp --dataset fashion-mnist --repeats 3
@@ -17,13 +18,15 @@ its rate in GFLOP/s (the analytic FLOPs of :mod:`pc_common.flops`), beside the t
 products take when they run alone (:func:`pc_common.flops.record_products`, :class:`~pc_common.flops.ProductReplay`:
 the same operators on operands of the same shapes): that is the step at the rate this machine multiplies matrices of
 these sizes, and the difference, "the rest", is everything else (elementwise work, the optimizer, Python and
-dispatch). All steps and replays take turns (:func:`pc_common.flops.time_interleaved`); on a CPU they are timed in
-process CPU time with one thread, so that other jobs on the machine do not count, and each figure is a median.
-``--pcx`` adds the time of the same PC step in the JAX library pcx, measured separately on the same machine and
-thread count, as a ratio.
+dispatch, reading a new batch). All steps and replays take turns (:func:`pc_common.flops.time_interleaved`); on a
+CPU they are timed in process CPU time with one thread, so that other jobs on the machine do not count, and each
+figure is a median. ``--pcx`` adds the time of the same PC step in the JAX library pcx, measured separately on the
+same machine and thread count, as a ratio. On CUDA the clock is wall time, synchronised around every call (no GPU
+figure has been recorded).
 
-    python classification/benchmark.py --steps --model mlp --act gelu leaky_relu --pcx gelu=5.4
-    python classification/benchmark.py --steps --model mlp --device cuda   # wall time, CUDA synchronised
+    OMP_NUM_THREADS=1 python classification/benchmark.py --steps --model mlp --act leaky_relu gelu --repeats 60 \\
+        --pcx leaky_relu=4.08 gelu=5.39 --json classification/results/benchmark_steps.json
+    python classification/benchmark.py --steps --model mlp --device cuda
 """
 
 from __future__ import annotations
