@@ -49,10 +49,16 @@ OPTIMIZERS = {
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """The weight optimizer ``name`` (``adam``, ``adamw`` with decoupled weight decay, plain ``sgd``, or ``sgdm``,
-    SGD with momentum 0.9)."""
+    SGD with momentum 0.9), with torch's fused kernel where it has one for the weights' device and dtype: AdamW's
+    step for the 784-128-128-128-10 MLP costs 0.30 ms instead of 0.96 ms on one CPU thread
+    (``classification/results/benchmark_steps.json``). Fused and for-loop steps differ by round-off only."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay)
+    params = list(params)
+    try:
+        return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, fused=True)
+    except RuntimeError:  # no fused kernel for this device or dtype
+        return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay)
 Evaluator = Callable[[nn.Module, TensorLoader], dict[str, float]]
 
 
