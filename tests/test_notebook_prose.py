@@ -38,7 +38,6 @@ PENDING = {
     "classification/comparison.ipynb",
     "classification/full_scale_diagnosis.ipynb",
     "classification/sequences.ipynb",
-    "compression/comparison.ipynb",
 }
 
 # Numbers a notebook's prose may quote without an output or a code setting showing them: {notebook: {number: why}}.
