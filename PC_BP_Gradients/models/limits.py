@@ -206,10 +206,15 @@ def plot_depth_controls(report: dict):
     color = {s: f"C{i}" for i, s in enumerate(settings)}
     label = {"bp": "BP", **{s: f"PC {s} (β={v['output_precision']:g}, T={v['T']})"
                             for s, v in report["settings"]["settings"].items()}}
+    for s in settings:  # the number of seeds behind each line, e.g. "seeds 1–3" when some depths have fewer
+        counts = sorted({len(r["seeds"]) for r in summary if r["setting"] == s}) or [0]
+        label[s] += f", seeds {counts[0]}" + (f"–{counts[-1]}" if counts[-1] != counts[0] else "")
     fig, axes = plt.subplots(2, 3, figsize=(15, 8))
 
     def by_depth(ax, key, setting, scale=1.0):
         rows = [r for r in summary if r["setting"] == setting and key in r]
+        if not rows:
+            return
         ax.errorbar([r["hidden_layers"] for r in rows], [scale * r[key]["mean"] for r in rows],
                     yerr=[scale * (r[key]["se"] if r[key]["n"] > 1 else 0) for r in rows], marker="o", ms=4,
                     capsize=3, color=color[setting], label=label[setting])
@@ -262,6 +267,6 @@ def plot_depth_controls(report: dict):
         ax.legend(fontsize=7)
     fig.suptitle(f"Depth controls: {report['settings']['dataset']}, width {report['settings']['width']}, "
                  f"{report['settings']['epochs']} epochs, Adam α = {report['settings']['lr']:g}, γ = "
-                 f"{report['settings']['inference_lr']:g}, seeds {report['settings']['seeds']}")
+                 f"{report['settings']['inference_lr']:g}; mean ± SE over the seeds run (legend)")
     fig.tight_layout()
     return fig
