@@ -9,8 +9,9 @@ no biases), with the squared error on one-hot labels (β = 1 for PC), Adam, batc
     mupc    μPC: standard PC on the μPC network, T = L − 1
     epc     ePC (``pc_common.epc.infer_epc``) on the μPC network, T = L − 1 (the same step budget)
 
-Step sizes γ are per sample (pc_common's convention); jpc's μPC constant 0.5 on the batch-mean energy is
-0.5/64 ≈ 0.0078 here, and it is on the grid. The inputs are standardised with the training set's mean and standard
+Step sizes γ are per sample (pc_common's convention); jpc applies μPC's activity step (0.5 for ReLU, 1 for tanh) to
+the batch-mean energy, which is 0.0078 or 0.0156 per sample at batch 64: the grid's smallest γ is the first, and the
+second lies between its first two points. The inputs are standardised with the training set's mean and standard
 deviation (one scalar each), so that ‖x‖²/D ≈ 1, the input scale μPC assumes.
 
 Tuning rule (``tune``): for each method, every (α, γ) of the tiny :data:`GRID` trains seed 0 at L = ``--tune-depth`` (32, the
@@ -67,7 +68,7 @@ PROBE_SIZE = 64  # the fixed, class-balanced training batch of the cosines at in
 METHODS = {"bp": ("mupc", None), "bp_sp": ("sp", None), "pc": ("sp", "pc"), "mupc": ("mupc", "pc"),
            "epc": ("mupc", "epc")}
 # Adam's α by parameterisation: μPC's weights are of order 1 (its Fashion-MNIST value is 0.05), SP's of order 1/√N.
-# γ per method: 0.0078 is jpc's μPC step 0.5 on the batch mean at batch 64; 0.1 and 0.3 are ePC's published values
+# γ per method: 0.0078 is jpc's μPC step 0.5 (ReLU) on the batch mean at batch 64; 0.1 and 0.3 are ePC's published values
 # (0.03 was added to ePC's grid when none of 0.1, 0.3, 1 kept its energy from rising in the tuning runs).
 GRID = {
     "alpha": {"mupc": (1e-2, 5e-2), "sp": (1e-3, 1e-2)},
