@@ -244,6 +244,13 @@ def test_python_snippets_run(doc):
 GRADCHECK = "PC_BP_Gradients/results/gradcheck.json"
 MLP_FMNIST = "classification/results/comparison_mlp_fashion-mnist.json"
 CE_FMNIST = "classification/results/comparison_mlp-ce_fashion-mnist.json"
+# The optimizer control: plain SGD and SGD with momentum (α chosen on validation), and PC near equilibrium with SGD.
+SGD_MSE = "classification/results/comparison_mlp-sgd_fashion-mnist.json"
+SGD_CE = "classification/results/comparison_mlp-ce-sgd_fashion-mnist.json"
+SGDM_MSE = "classification/results/comparison_mlp-sgdm_fashion-mnist.json"
+SGDM_CE = "classification/results/comparison_mlp-ce-sgdm_fashion-mnist.json"
+ALPHAS = "(α: BP {v('bp/hyperparameters/lr'):g}, PC {v('pc/hyperparameters/lr'):g})"
+ROW = "| {acc('bp')} | {acc('pc')} | {paired()} |"
 CNN_FMNIST = "classification/results/comparison_cnn_fashion-mnist.json"
 MLP_50 = "classification/results/comparison_mlp-50epochs_fashion-mnist.json"
 BETA_01 = "classification/results/comparison_mlp-50epochs-beta0.1_fashion-mnist.json"
@@ -289,9 +296,10 @@ QUOTES = [
      " β = {v(ADAMW_001 + '/recipe/output_precision'):g})"),
     ("README.md", DIAGNOSIS,
      "| (reference) | {v(ADAMW_001 + '/epochs/-1/ratio/0'):.2g} (cosine {v(ADAMW_001 + '/epochs/-1/cosine/0'):.3f}) |"
-     " AdamW rescales it away; PC with plain SGD reached {pct(SGD_001 + '/epochs/-1/val_accuracy'):.2f} % validation"
-     " accuracy (one seed) |"),
-    ("README.md", CNN_FMNIST, "| {acc('bp')} | {acc('pc')} | paired difference {paired()};"),
+     " AdamW rescales it away; plain SGD does not (next row) |"),
+    ("README.md", {"mse": SGD_MSE, "ce": SGD_CE},
+     "| {mse('bp/test_accuracy/mean') * 100:.2f} / {ce('bp/test_accuracy/mean') * 100:.2f}"
+     " | {mse('pc/test_accuracy/mean') * 100:.2f} / {ce('pc/test_accuracy/mean') * 100:.2f} |"),
     ("README.md", FLOPS,
      "| (reference) | {find('breakdown', model='mlp', step='PC (pc_common)')['ratio to BP']:.2f}×"
      " / {find('breakdown', model='cnn', step='PC (pc_common)')['ratio to BP']:.2f}× |"),
@@ -303,7 +311,13 @@ QUOTES = [
      " ({pct('rowmnist/runs/PC fixed prediction/test_accuracy'):.1f}) |"),
     ("README.md", COMPRESSION,
      "| {find('summary', model='bp-ae')['test_mse']:.4f} | {find('summary', model='pc-decoder')['test_mse']:.4f}"
-     " | one seed; coding a test batch takes " + CODING_TIME + " the autoencoder's time (encode and decode) |"),
+     " | {v('seeds')} seeds; a BP-trained decoder at the same inferred codes gets"
+     " {find('summary', model='bp-decoder')['test_mse']:.4f} (paired difference PC − BP decoder"
+     " {find('paired', a='pc-decoder', b='bp-decoder')['mean']:.4f} ±"
+     " {find('paired', a='pc-decoder', b='bp-decoder')['sem']:.4f} at code size"
+     " {find('paired', a='pc-decoder', b='bp-decoder')['latent']}, reversed at smaller codes); coding a test batch takes "
+     + CODING_TIME +
+     " the autoencoder's time (encode and decode) |"),
     # docs/full_scale.md: the protocol.
     ("docs/full_scale.md", MLP_FMNIST,
      "AdamW, weight decay {sci(v('pc/hyperparameters/weight_decay'))}, cosine schedule,"
@@ -315,6 +329,14 @@ QUOTES = [
      " momentum {v('pc/hyperparameters/momentum'):g}, β = {v('pc/hyperparameters/output_precision'):g} ("),
     ("docs/full_scale.md", MLP_FMNIST,
      "| {v('pc/hyperparameters/epochs')} epochs, {len(v('pc/hyperparameters/seeds'))} seeds |"),
+    # docs/full_scale.md: the optimizer control.
+    ("docs/full_scale.md", SGD_MSE, "| MLP, squared error, plain SGD " + ALPHAS + ", {v('pc/hyperparameters/epochs')} epochs,"
+     " {len(v('pc/hyperparameters/seeds'))} seeds: test accuracy (%) " + ROW + " [9](#c9) |"),
+    ("docs/full_scale.md", SGD_CE, "| MLP, cross-entropy, plain SGD " + ALPHAS + " (%) " + ROW + " [10](#c10) |"),
+    ("docs/full_scale.md", SGDM_MSE,
+     "| MLP, squared error, SGD with momentum 0.9 " + ALPHAS + " (%) " + ROW + " [11](#c11) |"),
+    ("docs/full_scale.md", SGDM_CE,
+     "| MLP, cross-entropy, SGD with momentum 0.9 " + ALPHAS + " (%) " + ROW + " [12](#c12) |"),
     # docs/full_scale.md: the results table.
     ("docs/full_scale.md", MLP_FMNIST,
      "5 seeds: test accuracy (%) | {acc('bp')} | {acc('pc')} | {paired()} | [1](#c1) |"),
