@@ -273,8 +273,11 @@ def plot_by_position(results: dict, keys: list[str], labels: dict[str, str], spl
     return fig
 
 
-def merge(parts: Path, output: Path = OUTPUT) -> dict:
-    """Gather the parts into ``output``.json (baselines, runs, per-setting summary, the choice) and its figure."""
+def merge(parts: Path, output: Path = OUTPUT, code_commit: str | None = None) -> dict:
+    """Gather the parts into ``output``.json (baselines, runs, per-setting summary, the choice) and its figure.
+
+    ``code_commit`` records the commit of the code the parts were trained with.
+    """
     records = [json.loads(p.read_text()) for p in sorted(parts.glob("*.json"))]
     summary = summarise(records)
     try:
@@ -287,8 +290,8 @@ def merge(parts: Path, output: Path = OUTPUT) -> dict:
                     "selection": "validation accuracy at each run's best-validation epoch; test only reported",
                     "ngram": "argmax of the counts on the training text, backing off to lower orders for unseen "
                              "contexts; the context is cut at the window's start, as the LSTM's",
-                    "cpu_seconds": sum(r["wall_seconds"] for r in records),
-                    "hardware": "a shared, contended 2-core CPU, one thread per run"},
+                    "wall_seconds": sum(r["wall_seconds"] for r in records),  # of all runs, one thread each
+                    "hardware": "a shared, contended 2-core CPU, one thread per run", "code_commit": code_commit},
         "baselines": baselines(),
         "summary": summary,
         "chosen": chosen,
@@ -390,6 +393,8 @@ def words_baselines() -> dict:
     result["bigram naive Bayes"] = {**scores[alpha], "alpha": alpha, "val_by_alpha": {
         str(a): scores[a]["val"] for a in NB_ALPHAS}}
     result["languages"] = list(data.classes)
+    result["words_per_language"] = {split: len(getattr(data, split).y) // data.num_classes
+                                    for split in ("train", "val", "test")}
     return result
 
 
@@ -416,8 +421,9 @@ def plot_confusions(results: dict):
     return fig
 
 
-def merge_words(parts: Path, output: Path = WORDS_OUTPUT) -> dict:
-    """Gather the words parts into ``output``.json (sweep, baselines, per-rule summary) and the confusion figure."""
+def merge_words(parts: Path, output: Path = WORDS_OUTPUT, code_commit: str | None = None) -> dict:
+    """Gather the words parts into ``output``.json (sweep, baselines, per-rule summary) and the confusion figure;
+    ``code_commit`` as for :func:`merge`."""
     sweep = [json.loads(p.read_text()) for p in sorted(parts.glob("words-sweep_*.json"))]
     records = [json.loads(p.read_text()) for p in sorted(parts.glob("words_*.json"))]
     summary = summarise(records)
@@ -441,8 +447,8 @@ def merge_words(parts: Path, output: Path = WORDS_OUTPUT) -> dict:
                     "selection": "standard PC: best validation accuracy of the seed-0 sweep (test never computed "
                                  "there), no divergence, preferring no guard alarm; every run: its best-validation "
                                  "epoch",
-                    "cpu_seconds": sum(r["wall_seconds"] for r in sweep + records),
-                    "hardware": "a shared, contended 2-core CPU, one thread per run"},
+                    "wall_seconds": sum(r["wall_seconds"] for r in sweep + records),  # of all runs, one thread each
+                    "hardware": "a shared, contended 2-core CPU, one thread per run", "code_commit": code_commit},
         "sweep": summarise(sweep),
         "chosen": words_choice(parts),
         "baselines": words_baselines(),
@@ -468,6 +474,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="shakespeare: run these settings only (indices into the candidate list, BP first)")
     p.add_argument("--max-batches", type=cli.positive_int, default=None, help="batches per epoch (smoke tests)")
     p.add_argument("--output", type=Path, default=None, help="merge: the JSON and PNG path, without suffix")
+    p.add_argument("--code-commit", default=None, help="merge: the commit of the code that trained the parts")
     args = p.parse_args(argv)
     words = args.task == "words"
     if args.command == "run":
@@ -476,7 +483,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             run(args.parts, args.seeds, args.only, args.max_batches)
         return
-    results = (merge_words if words else merge)(args.parts, args.output or (WORDS_OUTPUT if words else OUTPUT))
+    results = (merge_words if words else merge)(args.parts, args.output or (WORDS_OUTPUT if words else OUTPUT),
+                                                args.code_commit)
     print(json.dumps({k: {"val": v.get("val_accuracy", {}).get("mean"), "test": v.get("test_accuracy", {}).get("mean"),
                           "diverged": v["diverged"], "alarms": v["seeds_with_alarms"]}
                       for k, v in results["summary"].items()}, indent=1))

@@ -159,3 +159,39 @@ def test_ngram_baseline_counts_and_backs_off():
     # also unseen as a bigram context (c ends the text), so it backs off to the unigram.
     assert trigram.predict(vocab.encode("cb")[None]).tolist() == [[a, a]]
     assert trigram.predict(vocab.encode("ba")[None]).tolist() == [[a, b]]
+
+
+def _record(setting, seed, val=None, test=None, alarms=0, diverged=False):
+    """A part as classification/sequences.py writes it: one epoch at val/test accuracy, or a divergence."""
+    if diverged:
+        return {"setting": setting, "seed": seed, "diverged": "energy blew up", "diverged_in_epoch": 1}
+    epoch = {"val_accuracy": val, "test_accuracy": test, "seconds": 1.0}
+    return {"setting": setting, "seed": seed, "history": {"epochs": [epoch], "best_epoch": 0,
+                                                          "alarms": [{"epoch": 1}] * alarms}}
+
+
+def test_the_check_chooses_by_its_stated_rule():
+    """The choice is the best mean validation accuracy among settings that finished every seed, preferring those
+    without alarms; a setting that diverged in one seed is out, however good its other seeds; the paired difference
+    to BP is the mean of the per-seed test differences, with its standard error.
+
+    Why: the notebook trains the chosen setting and quotes the rule; the rule in code must be the rule in words.
+    """
+    from classification.sequences import choose, summarise
+
+    def pc(lr):
+        return {"T": 8, "inference_lr": lr, "output_precision": 0.01, "gate_nodes": True}
+
+    records = [_record(None, s, 0.40, 0.41 + 0.01 * s) for s in range(3)]
+    records += [_record(pc(0.4), s, 0.35, 0.30, diverged=(s == 2)) for s in range(3)]  # best, but one seed diverged
+    records += [_record(pc(0.2), s, 0.28, 0.29 + 0.02 * s, alarms=1) for s in range(3)]  # finished, with alarms
+    records += [_record(pc(0.1), s, 0.26, 0.27) for s in range(3)]  # finished, no alarm
+    summary = summarise(records)
+    assert choose(summary)["setting"] == pc(0.1)
+    paired = summary["pc_T8_lr0.2_b0.01_gates"]["test_minus_bp"]
+    # per seed (0.29 + 0.02 s) − (0.41 + 0.01 s) = −0.12 + 0.01 s: mean −0.11, sample std 0.01, SE 0.01/√3
+    assert paired["values"] == pytest.approx([-0.12, -0.11, -0.10])
+    assert paired["mean"] == pytest.approx(-0.11) and paired["se"] == pytest.approx(0.01 / math.sqrt(3))
+    records = [r for r in records if r["setting"] != pc(0.1)]  # no quiet setting left: the best that finished
+    assert choose(summarise(records))["setting"] == pc(0.2)
+    assert choose(summarise(records))["without_alarms"] is False
