@@ -226,10 +226,14 @@ def chosen(parts: Path = PARTS, width: int = WIDTH, depth: int = TUNE_DEPTH) -> 
 
 
 def run(data: pc.Splits, depths=DEPTHS, seeds=SEEDS, methods=tuple(METHODS), width: int = WIDTH,
-        epochs: int = EPOCHS, parts: Path = PARTS, max_batches: int | None = None, tune_depth: int = TUNE_DEPTH) -> None:
+        epochs: int = EPOCHS, parts: Path = PARTS, max_batches: int | None = None, tune_depth: int = TUNE_DEPTH,
+        gamma: float | None = None) -> None:
     """Train every (method, depth, seed) at the tuned settings, seed by seed and shallow first; one part file per
-    run (a stopped run resumes where it was)."""
+    run (a stopped run resumes where it was). ``gamma`` replaces the tuned γ of the PC methods: a diagnostic off the
+    tuning rule, which :func:`merge` lists apart from the results."""
     picks = chosen(parts, width, tune_depth)
+    if gamma is not None:
+        picks = {m: {**r, "gamma": gamma} if METHODS[m][1] else r for m, r in picks.items()}
     probe = pc.sample_batch(data.train, PROBE_SIZE, seed=0)
     jobs = sorted(((m, d, s) for d in depths for s in seeds for m in methods if m in picks),
                   key=lambda j: (j[2], j[1], j[0]))
@@ -257,7 +261,11 @@ def merge(parts: Path = PARTS, width: int = WIDTH, tune_depth: int = TUNE_DEPTH)
     """Settings, the tuning records and choices, every run, and per (method, depth) the mean ± SE over seeds of the
     test accuracy and of the paired difference to BP (same seeds), seconds per epoch, and the mean per-layer
     ‖ΔW_ℓ‖/‖W_ℓ(0)‖ and cosine at initialisation."""
-    runs = [json.loads(p.read_text()) for p in sorted(parts.glob(f"run_*_N{width}_*.json"))]
+    picks = chosen(parts, width, tune_depth)
+    # The results are the runs at each method's chosen setting; runs at other settings are listed apart.
+    every = [json.loads(p.read_text()) for p in sorted(parts.glob(f"run_*_N{width}_*.json"))]
+    on_rule = [(r["alpha"], r["gamma"]) == (picks[r["method"]]["alpha"], picks[r["method"]]["gamma"]) for r in every]
+    runs = [r for r, ok in zip(every, on_rule) if ok]
     tuning = [json.loads(p.read_text()) for p in sorted(parts.glob(f"tune_*_N{width}_*.json"))]
     by = {(r["method"], r["depth"], r["seed"]): r for r in runs}
     summary = []
@@ -277,7 +285,6 @@ def merge(parts: Path = PARTS, width: int = WIDTH, tune_depth: int = TUNE_DEPTH)
                 "weight_change": np.mean([r["weight_change"] for r in rs], 0).tolist(),
                 "cosine_at_init": np.mean([r["at_init"]["cosine"] for r in rs], 0).tolist(),
                 "share_at_init": np.mean([r["at_init"]["share"] for r in rs], 0).tolist()})
-    picks = chosen(parts, width, tune_depth)
     settings = {"dataset": DATASET, "width": width, "batch_size": BATCH_SIZE, "loss": LOSS, "output_precision": 1.0,
                 "activation": ACTIVATION.__name__, "optimizer": "Adam", "T": "L - 1",
                 "inputs": "standardised with the training split's scalar mean and std",
@@ -291,7 +298,8 @@ def merge(parts: Path = PARTS, width: int = WIDTH, tune_depth: int = TUNE_DEPTH)
                 "gamma_convention": "per sample (inference descends the batch sum of F); jpc's batch-mean constant "
                                     "c is c / batch_size here", "probe": f"{PROBE_SIZE} class-balanced training "
                                     "images (pc.sample_batch, seed 0), float64", "accuracy": "after the last epoch"}
-    return {"settings": settings, "summary": summary, "tuning": tuning, "runs": runs}
+    return {"settings": settings, "summary": summary, "tuning": tuning, "runs": runs,
+            "off_rule_runs": [r for r, ok in zip(every, on_rule) if not ok]}
 
 
 LABELS = {"bp": "BP (μPC net)", "bp_sp": "BP (SP net)", "pc": "standard PC (SP net)", "mupc": "μPC",
@@ -344,6 +352,8 @@ def main(argv=None) -> dict | None:
     parser.add_argument("--width", type=cli.positive_int, default=WIDTH)
     parser.add_argument("--epochs", type=cli.positive_int, default=EPOCHS)
     parser.add_argument("--tune-depth", type=cli.positive_int, default=TUNE_DEPTH)
+    parser.add_argument("--gamma", type=cli.positive_float, default=None,
+                        help="run: replace the tuned γ of the PC methods (a diagnostic, reported apart)")
     parser.add_argument("--parts", type=Path, default=None, help="part files (default: results/depth_parts)")
     parser.add_argument("--device", type=cli.device, default="auto")
     parser.add_argument("--quick", action="store_true",
@@ -366,7 +376,7 @@ def main(argv=None) -> dict | None:
         tune(data, args.methods, tune_depth, width, parts, max_batches)
     if args.stage == "run":
         run(data, depths, args.seeds[:1] if args.quick else args.seeds, args.methods, width, args.epochs, parts,
-            max_batches, tune_depth)
+            max_batches, tune_depth, args.gamma)
     return merge(parts, width, tune_depth) if args.quick else None
 
 

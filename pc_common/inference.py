@@ -58,8 +58,9 @@ class PCConfig:
             monotonically at them on the tutorial's MLPs (see ``tests/test_inference.py``).
         momentum: momentum of the neuron SGD (0 = plain gradient descent).
         fixed_prediction: freeze predictions and Jacobians at the feed-forward pass (exact BP at γ = 1, T ≥ depth).
-        output_precision: β, the weight of the output term βL in F. Weight gradients are divided by β so that they
-            estimate ∂L/∂Θ at any β; a small β is a weakly clamped (nudged) output.
+        output_precision: β, the weight of the output term βL in F. Weight gradients are divided by β so that their
+            scale does not depend on β; they tend to ∂L/∂Θ as β → 0 and are a biased estimate of it at larger β
+            (a small β is a weakly clamped, nudged, output).
         incremental: incremental PC: the weights take an optimizer step at every one of the T + 1 evaluations
             (``infer`` then needs the ``optimizer``); standard inference otherwise.
         max_energy_rise: inference stops with an error once F exceeds this multiple of its value at the

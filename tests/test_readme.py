@@ -265,6 +265,23 @@ BENCH_2 = "classification/results/benchmark.json"
 BENCH_1 = "classification/results/benchmark_1thread.json"
 FLOPS = "classification/results/flops.json"
 SEQUENCES = "classification/results/sequences.json"
+DEPTH = "classification/results/depth_fashion-mnist.json"
+
+
+def _depth_cell(method: str, depth: int, key: str = "test_accuracy", scale: int = 100, spec: str = ".2f") -> str:
+    """A template field: the mean over seeds of ``key`` for ``method`` at ``depth`` in DEPTH's summary."""
+    return f"{{{scale} * find('summary', method='{method}', depth={depth})['{key}']['mean']:{spec}}}"
+
+
+def _depth_row(method: str, label: str) -> str:
+    """A row of docs/full_scale.md's depth table: test accuracy at L = 8 … 64, seconds per epoch at L = 32."""
+    return (f"| {label} | " + " | ".join(_depth_cell(method, depth) for depth in (8, 16, 32, 64))
+            + f" | {_depth_cell(method, 32, 'seconds_per_epoch', 1, '.0f')} |")
+
+
+# Layers counted from the input whose weights did not move (‖ΔW‖/‖W(0)‖ < 1e-6), mean over the runs of a cell.
+FROZEN = ("{mean([next((i for i, w in enumerate(u['weight_change']) if w >= 1e-6), len(u['weight_change']))"
+          " for u in v('runs') if u['method'] == 'mupc' and u['depth'] == %d]):.0f}")
 COMPRESSION = "compression/results/comparison.json"
 COMPRESSION_FLOPS = "compression/results/flops.json"
 # Runs of the diagnosis files, by name.
@@ -495,6 +512,18 @@ QUOTES = [
      " find('summary', model='bp-ae')['train_seconds_per_epoch']):.1f}×, " + CODING_TIME + ") |"),
     ("docs/results.md", COMPRESSION,
      "at {find('runs', model='pc-decoder')['pc']['T']} inference steps per code at test time"),
+    # docs/full_scale.md: the depth experiment.
+    *[("docs/full_scale.md", DEPTH, _depth_row(m, label)) for m, label in (
+        ("bp", "BP (μPC net)"), ("bp_sp", "BP (SP net)"), ("pc", "standard PC (SP net)"), ("mupc", "μPC"),
+        ("epc", "ePC"))],
+    ("docs/full_scale.md", DEPTH,
+     "the best PC variant here is ePC at " + _depth_cell("epc", 32) + " %, above PC-ALM's figure, but "
+     + _depth_cell("epc", 32, "minus_bp", -100) + " points below this repository's BP (paired)"),
+    ("docs/full_scale.md", DEPTH, "after the epoch, μPC's first " + FROZEN % 32 + " of 32 and " + FROZEN % 64
+     + " of 64 weight layers have not moved at all"),
+    ("docs/full_scale.md", DEPTH, "width N = {v('settings/width')}, L weight layers, batch {v('settings/batch_size')},"
+     " squared error on one-hot labels, β = {v('settings/output_precision'):g}, {v('settings/optimizer')}"),
+    ("docs/full_scale.md", DEPTH, "Each method's α and γ were chosen at L = {v('settings/tune_depth')}"),
     # docs/history.md.
     ("docs/history.md", BETA_01, "the guard's first alarm came at epoch {v('pc/history/0/alarms/0/epoch')} and"
      " {v('pc/history/1/alarms/0/epoch')} of the two seeds"),
