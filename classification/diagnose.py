@@ -15,6 +15,10 @@ class-balanced batch of validation images, it records:
         --json classification/results/diagnosis-50epochs_fashion-mnist.json
 
 Validation data only: no test accuracy is computed here.
+
+Every recipe checkpoints its run after every epoch into the run folder (``--run-folder``; by default
+``runs/diagnose-<hash of the settings>``), as ``recipe<index>/<rule>.pt`` (the index into :data:`RECIPES`); Ctrl-C
+saves and exits with the command that continues (``--resume RUN_FOLDER``), with the result of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from tqdm.auto import tqdm
 from classification.compare import WEIGHT_DECAY
 from classification.models import mlp
 from pc_common import DATASETS, PCConfig, cli, fit, load_dataset, pick_device, seed_everything
+from pc_common import runs as run_folders
 from pc_common.diagnostics import energy_curvature, gradient_alignment
 from pc_common.utils import write_json
 
@@ -80,8 +85,12 @@ def probe(model, x, y, pc: PCConfig) -> dict:
 
 
 def diagnose(dataset: str = "fashion-mnist", epochs: int = 15, seed: int = 0, device=None, max_batches=None,
-             recipes: dict = RECIPES, progress: bool = True) -> dict:
+             recipes: dict = RECIPES, progress: bool = True, checkpoints: Path | None = None) -> dict:
     """Train every recipe from the same initial MLP and record the per-epoch diagnostics.
+
+    With ``checkpoints`` (a run folder), a recipe checkpoints its run to ``recipe{i}/{rule}.pt`` after every epoch,
+    ``i`` its index into :data:`RECIPES` (else into ``recipes``), and a recipe that finished or stopped there returns
+    or continues (see :func:`pc_common.fit`).
 
     Returns:
         ``{"setting": {...}, "runs": {name: {"recipe": {...}, "epochs": [...], "alarms": [...]}}}``.
@@ -96,12 +105,14 @@ def diagnose(dataset: str = "fashion-mnist", epochs: int = 15, seed: int = 0, de
         model = copy.deepcopy(initial)
         data.train.generator = torch.Generator().manual_seed(seed)
         probe_config = config or PROBE_CONFIG
+        index = list(RECIPES).index(name) if name in RECIPES else list(recipes).index(name)
+        checkpoint = None if checkpoints is None else checkpoints / f"recipe{index}" / f"{rule}.pt"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # the guard's alarms are kept in the history
             history = fit(model, data, rule, epochs=epochs, optimizer=optimizer, lr=lr, schedule=schedule,
                           weight_decay=WEIGHT_DECAY if optimizer == "adamw" else 0.0, pc=config or PCConfig(),
                           max_batches=max_batches, progress=progress, splits=("val",),
-                          on_epoch=lambda m, c=probe_config: probe(m, x, y, c))
+                          on_epoch=lambda m, c=probe_config: probe(m, x, y, c), checkpoint=checkpoint)
         runs[name] = {
             "recipe": {"rule": rule, "optimizer": optimizer, "lr": lr, "schedule": schedule,
                        **({"T": config.T, "inference_lr": config.inference_lr,
@@ -126,13 +137,17 @@ def main(argv: list[str] | None = None) -> dict:
                    help="run these recipes only (indices into RECIPES, in the order listed there)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     cli.add_progress_option(p)
-    args = p.parse_args(argv)
+    run_folders.add_arguments(p)
+    args = run_folders.parse_args(p, argv)
     names = list(RECIPES)
     if args.only and max(args.only) >= len(names):
         p.error(f"argument --only: there are {len(names)} recipes (0 … {len(names) - 1})")
     recipes = {names[i]: RECIPES[names[i]] for i in args.only} if args.only else RECIPES
-    results = diagnose(args.dataset, args.epochs, args.seed, args.device, args.max_batches, recipes=recipes,
-                       progress=cli.show_progress(args.progress))
+    folder = run_folders.RunFolder.open(args, "diagnose", __file__, run_folders.settings_of(args))
+    with folder.stops():
+        results = diagnose(args.dataset, args.epochs, args.seed, args.device, args.max_batches, recipes=recipes,
+                           progress=cli.show_progress(args.progress), checkpoints=folder.path)
+    folder.finish()
     for name, run in results["runs"].items():
         last = run["epochs"][-1]
         print(f"{name:<28} val {100 * last['val_accuracy']:.2f} %  γλ_max {last['gamma_lambda']:.2f}  "

@@ -21,6 +21,10 @@ it closely. PC's update of the matrix k below the output matrix is then BP's gra
 and only when γT is large against the depth do all layers approach BP's size (the relaxed, near-equilibrium state).
 
     python classification/regime.py --dataset fashion-mnist --json classification/results/regime_fashion-mnist.json
+
+The PC training checkpoints after every epoch into the run folder (``--run-folder``; by default
+``runs/regime-<hash of the settings>``), as ``pc.pt``; Ctrl-C saves and exits with the command that continues
+(``--resume RUN_FOLDER``), with the result of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from classification.compare import LEARNING_RATES, OPTIMIZER, PC_SETTINGS, SCHED
 from classification.diagnose import probe_batch
 from classification.models import mlp
 from pc_common import DATASETS, PCConfig, cli, fit, infer, load_dataset, pick_device, seed_everything
+from pc_common import runs as run_folders
 from pc_common.diagnostics import error_reach, gradient_alignment
 from pc_common.layers import weights
 from pc_common.utils import write_json
@@ -68,9 +73,14 @@ def measure(model, x, y, loss: str, steps=STEPS, gamma: float = PC_SETTINGS.infe
 
 
 def regime(dataset: str = "fashion-mnist", loss: str = "mse", epochs: int = 5, seed: int = 0, device=None,
-           steps=STEPS, max_batches: int | None = None, progress: bool = True) -> dict:
+           steps=STEPS, max_batches: int | None = None, progress: bool = True,
+           checkpoints: Path | None = None) -> dict:
     """The measurements at initialisation and after ``epochs`` of PC training (compare.py's settings), at the
-    training step γ and at the near-equilibrium step."""
+    training step γ and at the near-equilibrium step.
+
+    With ``checkpoints`` (a run folder), the training checkpoints to ``pc.pt`` after every epoch, and continues from
+    it (see :func:`pc_common.fit`).
+    """
     data = load_dataset(dataset, 128, device=pick_device(device))
     x, y = probe_batch(data)
     seed_everything(seed)
@@ -79,7 +89,7 @@ def regime(dataset: str = "fashion-mnist", loss: str = "mse", epochs: int = 5, s
     data.train.generator = torch.Generator().manual_seed(seed)
     fit(model, data, "pc", epochs=epochs, optimizer=OPTIMIZER, lr=LEARNING_RATES[loss]["pc"],
         weight_decay=WEIGHT_DECAY, schedule=SCHEDULE, loss=loss, pc=PC_SETTINGS, max_batches=max_batches,
-        progress=progress, splits=("val",))
+        progress=progress, splits=("val",), checkpoint=None if checkpoints is None else checkpoints / "pc.pt")
     states[f"after {epochs} epochs of PC"] = model
     results = {}
     for state, net in states.items():
@@ -108,9 +118,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--max-batches", type=cli.positive_int, default=None, help="batches per epoch (smoke tests)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     cli.add_progress_option(p)
-    args = p.parse_args(argv)
-    results = regime(args.dataset, args.loss, args.epochs, args.seed, args.device, args.steps, args.max_batches,
-                     cli.show_progress(args.progress))
+    run_folders.add_arguments(p)
+    args = run_folders.parse_args(p, argv)
+    folder = run_folders.RunFolder.open(args, "regime", __file__, run_folders.settings_of(args))
+    with folder.stops():
+        results = regime(args.dataset, args.loss, args.epochs, args.seed, args.device, args.steps, args.max_batches,
+                         cli.show_progress(args.progress), checkpoints=folder.path)
+    folder.finish()
     for state, r in results["states"].items():
         print(state, f"(γ = {r['gamma']})")
         for T, ratio, cos, share in zip(r["T"], r["ratio"], r["cosine"], r["share_of_fall"]):

@@ -17,7 +17,10 @@ majority class and naive Bayes on the bag of character bigrams.
     .venv/bin/python classification/sequences.py run --task words --parts PARTS
     .venv/bin/python classification/sequences.py merge --task words --parts PARTS   # → results/sequence_words.*
 
-``run`` skips the parts already in PARTS, so an interrupted run continues where it stopped.
+``run`` skips the parts already in PARTS, so an interrupted run continues where it stopped; within a part, every
+training run checkpoints after every epoch into the run folder (``--run-folder``; by default
+``runs/sequences-<hash of the settings>``), as ``<part>.pt``. Ctrl-C saves and exits with the command that continues
+(``--resume RUN_FOLDER``), with the parts an uninterrupted run writes.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from classification.models.sequence import char_model, depth, word_classifier
 from classification.models.text import NGram, load_shakespeare, split_codes
 from classification.models.words import BigramNaiveBayes
 from pc_common import PCConfig, cli, fit, load_dataset, seed_everything
+from pc_common import runs as run_folders
+from pc_common.training import saved_history
 from pc_common.utils import write_json
 
 RESULTS = Path(__file__).parent / "results"
@@ -99,8 +104,12 @@ def per_position_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tens
     return correct.float().mean(0).tolist()
 
 
-def train_one(setting: dict | None, seed: int, max_batches: int | None = None) -> dict:
-    """Three epochs of one setting from seed ``seed``: the history, the guard's alarms, or where it diverged."""
+def train_one(setting: dict | None, seed: int, max_batches: int | None = None, checkpoint: Path | None = None) -> dict:
+    """Three epochs of one setting from seed ``seed``: the history, the guard's alarms, or where it diverged.
+
+    ``checkpoint``: the run's checkpoint, written after every epoch; a run that stopped there continues (see
+    :func:`pc_common.fit`).
+    """
     data, vocab = load_shakespeare(SETTING["seq_len"], SETTING["chars"], SETTING["batch"], seed=seed, device="cpu")
     seed_everything(seed)
     gates = True if setting is None else setting["gate_nodes"]
@@ -121,9 +130,10 @@ def train_one(setting: dict | None, seed: int, max_batches: int | None = None) -
             warnings.simplefilter("ignore", RuntimeWarning)  # the guard's alarms are in the history
             history = fit(model, data, "bp" if setting is None else "pc", epochs=SETTING["epochs"],
                           lr=SETTING["lr"], loss="ce", pc=config, max_batches=max_batches, progress=False,
-                          on_epoch=count)
+                          on_epoch=count, checkpoint=checkpoint)
     except FloatingPointError as err:  # infer stops a relaxation whose energy blows up
-        record.update(diverged=str(err), diverged_in_epoch=len(trained) + 1)
+        saved = saved_history(checkpoint)  # the epochs trained, also those an earlier process trained
+        record.update(diverged=str(err), diverged_in_epoch=(len(trained) if saved is None else len(saved.epochs)) + 1)
     else:
         record.update(history=history.to_dict(),
                       val_accuracy_by_position=per_position_accuracy(model, data.val.x, data.val.y),
@@ -148,15 +158,17 @@ def baselines() -> dict:
     return result
 
 
-def run(parts: Path, seeds=SEEDS, only: list[int] | None = None, max_batches: int | None = None) -> None:
-    """Train every (setting, seed) not yet in ``parts``, seed by seed, and write one JSON per run."""
+def run(parts: Path, seeds=SEEDS, only: list[int] | None = None, max_batches: int | None = None,
+        checkpoints: Path | None = None) -> None:
+    """Train every (setting, seed) not yet in ``parts``, seed by seed, and write one JSON per run (with
+    ``checkpoints``, a folder, each run checkpoints to ``<part>.pt`` there)."""
     settings = candidates(json.loads(SWEEP.read_text()))
     for seed in seeds:
         for k, setting in enumerate(settings):
             path = parts / f"{name(setting)}_seed{seed}.json"
             if (only is not None and k not in only) or path.exists():
                 continue
-            record = train_one(setting, seed, max_batches)
+            record = train_one(setting, seed, max_batches, _checkpoint(checkpoints, path))
             write_json(path, record)
             best = record.get("history", {}).get("best_epoch")
             outcome = f"diverged in epoch {record['diverged_in_epoch']}" if "diverged" in record else (
@@ -315,8 +327,9 @@ NB_ALPHAS = (0.1, 0.3, 1.0)
 
 
 def train_word_model(setting: dict | None, seed: int, epochs: int, splits: tuple[str, ...],
-                     max_batches: int | None = None) -> dict:
-    """One run of the words classifier: its history, the test confusion matrix (if tested) or where it diverged."""
+                     max_batches: int | None = None, checkpoint: Path | None = None) -> dict:
+    """One run of the words classifier: its history, the test confusion matrix (if tested) or where it diverged
+    (``checkpoint`` as for :func:`train_one`)."""
     data = load_dataset("words", WORDS_SETTING["batch"], seed=seed, device="cpu")
     seed_everything(seed)
     model = word_classifier(len(data.alphabet), data.num_classes, WORDS_SETTING["cell"], WORDS_SETTING["hidden"],
@@ -328,7 +341,8 @@ def train_word_model(setting: dict | None, seed: int, epochs: int, splits: tuple
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # the guard's alarms are in the history
             history = fit(model, data, "bp" if setting is None else "pc", epochs=epochs, lr=WORDS_SETTING["lr"],
-                          loss="ce", pc=config, max_batches=max_batches, progress=False, splits=splits)
+                          loss="ce", pc=config, max_batches=max_batches, progress=False, splits=splits,
+                          checkpoint=checkpoint)
     except FloatingPointError as err:
         record["diverged"] = str(err)
     else:
@@ -342,6 +356,11 @@ def train_word_model(setting: dict | None, seed: int, epochs: int, splits: tuple
             record["test_confusion"] = confusion.tolist()  # rows: true language, columns: predicted
     record["wall_seconds"] = time.perf_counter() - start
     return record
+
+
+def _checkpoint(checkpoints: Path | None, part: Path) -> Path | None:
+    """The checkpoint of the run whose result is the part file ``part``: ``<part's name>.pt`` in ``checkpoints``."""
+    return None if checkpoints is None else checkpoints / f"{part.stem}.pt"
 
 
 def _write_part(path: Path, record: dict) -> None:
@@ -363,19 +382,21 @@ def words_choice(parts: Path) -> dict:
     return choose(summarise(records), seeds=1)
 
 
-def run_words(parts: Path, seeds=SEEDS, max_batches: int | None = None) -> None:
-    """The sweep (seed 0, validation only), then BP, fixed prediction and the chosen standard PC per seed."""
+def run_words(parts: Path, seeds=SEEDS, max_batches: int | None = None, checkpoints: Path | None = None) -> None:
+    """The sweep (seed 0, validation only), then BP, fixed prediction and the chosen standard PC per seed (with
+    ``checkpoints``, a folder, each run checkpoints to ``<part>.pt`` there)."""
     for setting in WORDS_GRID:
         path = parts / f"words-sweep_{name(setting)}.json"
         if not path.exists():
-            _write_part(path, train_word_model(setting, 0, WORDS_SETTING["sweep_epochs"], ("val",), max_batches))
+            _write_part(path, train_word_model(setting, 0, WORDS_SETTING["sweep_epochs"], ("val",), max_batches,
+                                               _checkpoint(checkpoints, path)))
     chosen = words_choice(parts)["setting"]
     for seed in seeds:
         for setting in (None, WORDS_FIXED, chosen):
             path = parts / f"words_{name(setting)}_seed{seed}.json"
             if not path.exists():
                 _write_part(path, train_word_model(setting, seed, WORDS_SETTING["epochs"], ("val", "test"),
-                                                   max_batches))
+                                                   max_batches, _checkpoint(checkpoints, path)))
 
 
 def words_baselines() -> dict:
@@ -464,24 +485,42 @@ def merge_words(parts: Path, output: Path = WORDS_OUTPUT, code_commit: str | Non
     return results
 
 
+def train_parts(args: argparse.Namespace) -> None:
+    """The ``run`` command: train the missing parts of the task, every training run checkpointed in the run folder."""
+    # The merge-only options are no settings of the runs; the parts' folder is (other parts, another run).
+    settings = {**{k: v for k, v in run_folders.settings_of(args).items() if k not in ("output", "code_commit")},
+                "parts": str(args.parts)}
+    folder = run_folders.RunFolder.open(args, "sequences", __file__, settings)
+    with folder.stops():
+        if args.task == "words":
+            run_words(args.parts, args.seeds, args.max_batches, folder.path)
+        else:
+            run(args.parts, args.seeds, args.only, args.max_batches, folder.path)
+    folder.finish()
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=cli.HelpFormatter)
-    p.add_argument("command", choices=("run", "merge"), help="run: train the missing parts; merge: gather them")
+    # Not required by the parser, so that `run --resume RUN_FOLDER` may take them from the run folder.
+    p.add_argument("command", nargs="?", choices=("run", "merge"),
+                   help="run: train the missing parts; merge: gather them (required but with --resume)")
     p.add_argument("--task", choices=("shakespeare", "words"), default="shakespeare", help="which experiment")
-    p.add_argument("--parts", type=Path, required=True, help="folder of the per-(setting, seed) JSON parts")
+    p.add_argument("--parts", type=Path, default=None,
+                   help="folder of the per-(setting, seed) JSON parts (required but with --resume)")
     p.add_argument("--seeds", type=cli.non_negative_int, nargs="+", default=list(SEEDS), help="seeds to run")
     p.add_argument("--only", type=cli.non_negative_int, nargs="+", default=None,
                    help="shakespeare: run these settings only (indices into the candidate list, BP first)")
     p.add_argument("--max-batches", type=cli.positive_int, default=None, help="batches per epoch (smoke tests)")
     p.add_argument("--output", type=Path, default=None, help="merge: the JSON and PNG path, without suffix")
     p.add_argument("--code-commit", default=None, help="merge: the commit of the code that trained the parts")
-    args = p.parse_args(argv)
+    run_folders.add_arguments(p)
+    args = run_folders.parse_args(p, argv)
+    missing = [what for what, value in (("command", args.command), ("--parts", args.parts)) if value is None]
+    if missing:
+        p.error(f"the following arguments are required: {', '.join(missing)}")
     words = args.task == "words"
     if args.command == "run":
-        if words:
-            run_words(args.parts, args.seeds, args.max_batches)
-        else:
-            run(args.parts, args.seeds, args.only, args.max_batches)
+        train_parts(args)
         return
     results = (merge_words if words else merge)(args.parts, args.output or (WORDS_OUTPUT if words else OUTPUT),
                                                 args.code_commit)

@@ -7,6 +7,11 @@ leak the test set into a choice.
 
     python classification/sweep.py --dataset fashion-mnist --epochs 25 \\
         --json classification/results/sweep_fashion-mnist.json
+
+Every grid point checkpoints its run after every epoch into the run folder (``--run-folder``; by default
+``runs/sweep-<hash of the settings>``), as ``point<index>/<rule>.pt``; Ctrl-C saves and exits with the command that
+continues the sweep (``--resume RUN_FOLDER``), which takes the finished points from their checkpoints and continues the
+interrupted one, with the result of an uninterrupted sweep.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from classification.compare import OPTIMIZER, PC_SETTINGS, SCHEDULE, WEIGHT_DECA
 from classification.diagnose import probe_batch
 from classification.models import mlp
 from pc_common import DATASETS, PCConfig, cli, fit, load_dataset, pick_device, seed_everything
+from pc_common import runs as run_folders
 from pc_common.diagnostics import energy_curvature
+from pc_common.training import saved_history
 from pc_common.utils import write_json
 
 # The grid: the weight optimizer is compare.py's (shared by both rules); BP varies α; PC varies α, the output
@@ -116,9 +123,13 @@ def points(grid: dict = GRID):
 
 def sweep(dataset: str = "fashion-mnist", epochs: int = 25, seed: int = 0, loss: str = "mse", device=None,
           max_batches=None, grid: dict = GRID, only: list[int] | None = None, progress: bool = True,
-          optimizer: str = OPTIMIZER, compile: bool = False) -> dict:
+          optimizer: str = OPTIMIZER, compile: bool = False, checkpoints: Path | None = None) -> dict:
     """Train every grid point once (seed ``seed``) with the weight optimizer ``optimizer`` and keep its validation
     curve (``compile``: compiled steps, the same gradients).
+
+    With ``checkpoints`` (a run folder), grid point ``i`` (its index in :func:`points`) checkpoints its run to
+    ``point{i}/{rule}.pt`` after every epoch, and a point that finished or stopped there returns or continues (see
+    :func:`pc_common.fit`); a point that diverged diverges again from its last checkpoint.
 
     Returns:
         ``{"setting": {...}, "runs": [{"rule", settings…, "val_accuracy": [...], "best_val_accuracy",
@@ -131,9 +142,10 @@ def sweep(dataset: str = "fashion-mnist", epochs: int = 25, seed: int = 0, loss:
     seed_everything(seed)
     initial = mlp(math.prod(data.input_shape), num_classes=data.num_classes).to(x.device)
     runs = []
-    chosen = [p for i, p in enumerate(points(grid)) if only is None or i in only]
-    for rule, settings in tqdm(chosen, desc="grid", disable=not progress):
+    chosen = [(i, *p) for i, p in enumerate(points(grid)) if only is None or i in only]
+    for index, rule, settings in tqdm(chosen, desc="grid", disable=not progress):
         lr = settings["lr"]
+        checkpoint = None if checkpoints is None else checkpoints / f"point{index}" / f"{rule}.pt"
         config = PCConfig(**{k: v for k, v in settings.items() if k != "lr"}) if rule == "pc" else PCConfig()
         probes: list[float] = []  # γλ_max after each epoch, kept also when a run diverges
 
@@ -148,8 +160,11 @@ def sweep(dataset: str = "fashion-mnist", epochs: int = 25, seed: int = 0, loss:
                 history = fit(copy.deepcopy(initial), data, rule, epochs=epochs, optimizer=optimizer, lr=lr,
                               weight_decay=WEIGHT_DECAY, schedule=SCHEDULE, loss=loss, pc=config,
                               max_batches=max_batches, progress=progress,
-                              on_epoch=curvature if rule == "pc" else None, splits=("val",), compile=compile)
+                              on_epoch=curvature if rule == "pc" else None, splits=("val",), compile=compile,
+                              checkpoint=checkpoint)
         except FloatingPointError as err:  # PC's inference diverged (non-finite or exploding energy): no result
+            saved = saved_history(checkpoint)  # the epochs before, also those an earlier process trained
+            probes = saved.series("gamma_lambda") if saved is not None else probes
             runs.append({"rule": rule, **settings, "val_accuracy": [], "train_loss": [], "best_val_accuracy": None,
                          "best_epoch": None, "gamma_lambda": probes,
                          "alarms": [{"epoch": len(probes) + 1, "diverged": str(err)}], "diverged": str(err)})
@@ -187,15 +202,19 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--merge", type=Path, nargs="+", default=None, help="merge sweep JSON files into --json")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     cli.add_progress_option(p)
-    args = p.parse_args(argv)
+    run_folders.add_arguments(p)
+    args = run_folders.parse_args(p, argv)
     grid = optimizer_grid(args.optimizer)
     if args.merge:
         parts = [json.loads(f.read_text()) for f in args.merge]
         results = {"setting": parts[0]["setting"], "runs": [r for part in parts for r in part["runs"]]}
     else:
-        results = sweep(args.dataset, args.epochs, args.seed, args.loss, args.device, args.max_batches,
-                        grid=grid, only=args.only, progress=cli.show_progress(args.progress),
-                        optimizer=args.optimizer, compile=args.compile)
+        folder = run_folders.RunFolder.open(args, "sweep", __file__, run_folders.settings_of(args))
+        with folder.stops():
+            results = sweep(args.dataset, args.epochs, args.seed, args.loss, args.device, args.max_batches,
+                            grid=grid, only=args.only, progress=cli.show_progress(args.progress),
+                            optimizer=args.optimizer, compile=args.compile, checkpoints=folder.path)
+        folder.finish()
     if args.json:
         write_json(args.json, results)
     if not args.only:

@@ -15,6 +15,11 @@ With ``--json`` every (code size, seed) is also written to its own file in a fol
 soon as it is done; a rerun with the same settings reads those instead of training again, so a stopped run loses at
 most one seed. The folder is removed once the merged file is written.
 
+Every training run also checkpoints after every epoch into the run folder (``--run-folder``; by default
+``runs/compression-<hash of the settings>``), as ``latent<L>_seed<S>/<model>.pt``; Ctrl-C saves and exits with the
+command that continues (``--resume RUN_FOLDER``), which takes the finished runs from their checkpoints and continues
+the interrupted one, with the result of an uninterrupted run.
+
 On several processes (data parallel, see the README's "Scaling out"), e.g. two on this machine:
 
     torchrun --standalone --nproc_per_node=2 compression/compare.py --dataset fashion-mnist --device cpu
@@ -35,6 +40,7 @@ from compression.models import ARCHS, MODELS, default_config, format_table, run,
 from compression.models.controls import STEP_GRID, control_curves, merge_controls
 from compression.models.experiment import AE_PC, DECODER_PC, paired_difference
 from pc_common import DATASETS, EMBEDDED, DatasetUnavailableError, cli, distributed, load_dataset
+from pc_common import runs as run_folders
 from pc_common.utils import write_json
 
 TEST_STEPS = (0, 5, 10, 20, 35, 100, 200, 500)  # coding steps T of the control curves
@@ -71,7 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-compile", action="store_true", help="eager steps instead of compiled ones (torch.compile)")
     p.add_argument("--json", type=Path, default=None, help="write every run (with its history) to this file")
     cli.add_progress_option(p)
-    args = p.parse_args(argv)
+    run_folders.add_arguments(p)
+    args = run_folders.parse_args(p, argv)
     if args.controls and not {"bp-ae", "pc-decoder", "bp-decoder"} <= set(args.model):
         p.error("--controls needs the models bp-ae, pc-decoder and bp-decoder")
     if args.controls and args.test_steps[0] != 0:
@@ -90,7 +97,8 @@ def pc_settings(name: str, args: argparse.Namespace):
 
 def settings(args: argparse.Namespace) -> dict:
     """Everything that decides a run's numbers (a part is reused only under equal settings)."""
-    skip = {"json", "progress", "seeds", "latent"}  # a part is one seed at one code size
+    # A part is one seed at one code size; where the checkpoints go changes no number.
+    skip = {"json", "progress", "seeds", "latent", "run_folder", "resume", "argv"}
     return {**{k: (v if isinstance(v, (int, float, str, list, type(None))) else str(v))
                for k, v in vars(args).items() if k not in skip},
             "inference": {name: asdict(c) if (c := pc_settings(name, args)) else None for name in args.model},
@@ -99,13 +107,18 @@ def settings(args: argparse.Namespace) -> dict:
             "threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
-def one_seed(args, splits, latent: int, seed: int, main_process: bool) -> dict:
-    """Train every model at one code size and seed (and, with --controls, the control curves)."""
+def one_seed(args, splits, latent: int, seed: int, main_process: bool, checkpoints: Path | None = None) -> dict:
+    """Train every model at one code size and seed (and, with --controls, the control curves).
+
+    With ``checkpoints`` (a folder), each model checkpoints its run to ``{model}.pt`` there after every epoch, and a
+    run that finished or stopped there returns or continues (see :func:`pc_common.fit`).
+    """
     models, records = {}, []
     for name in args.model:
         models[name], record = run(name, splits, arch=args.arch, latent=latent, epochs=args.epochs, lr=args.lr,
                                    pc=pc_settings(name, args), seed=seed, max_batches=args.max_batches,
-                                   progress=cli.show_progress(args.progress), compile=not args.no_compile)
+                                   progress=cli.show_progress(args.progress), compile=not args.no_compile,
+                                   checkpoint=None if checkpoints is None else checkpoints / f"{name}.pt")
         if main_process:
             print(f"latent {latent}, {name} seed {seed}: test MSE {record['test_mse']:.5f} "
                   f"(best epoch {record['best_epoch']})", flush=True)
@@ -114,6 +127,28 @@ def one_seed(args, splits, latent: int, seed: int, main_process: bool) -> dict:
     if args.controls and main_process:
         part["controls"] = control_curves(models, splits, latent, args.test_steps)
     return part
+
+
+def all_seeds(args, splits, main_process: bool, parts_dir: Path | None, checkpoints: Path) -> list[dict]:
+    """Every (code size, seed) of the run, as :func:`one_seed` gives it: read from its part in ``parts_dir`` when one
+    of the same settings is there, else trained (checkpoints in ``checkpoints/latent{L}_seed{S}``) and written
+    there."""
+    parts = []
+    for latent in args.latent:
+        for seed in range(args.seeds):
+            path = parts_dir / f"latent{latent}_seed{seed}.json" if parts_dir else None
+            if path is not None and path.exists():
+                part = json.loads(path.read_text())
+                if part["settings"] == json.loads(json.dumps(settings(args))):
+                    print(f"latent {latent}, seed {seed}: read from {path.name}", flush=True)
+                    parts.append(part)
+                    continue
+            part = one_seed(args, splits, latent, seed, main_process,
+                            checkpoints=checkpoints / f"latent{latent}_seed{seed}")
+            if path is not None and main_process:
+                write_json(path, {"settings": settings(args), **part})
+            parts.append(part)
+    return parts
 
 
 def merge(parts: list[dict], args: argparse.Namespace) -> dict:
@@ -140,20 +175,12 @@ def main(argv=None) -> dict | None:
     if args.subset:
         splits = subset(splits, args.subset)
     parts_dir = args.json.with_suffix(".parts") if args.json else None
-    parts = []
-    for latent in args.latent:
-        for seed in range(args.seeds):
-            path = parts_dir / f"latent{latent}_seed{seed}.json" if parts_dir else None
-            if path is not None and path.exists():
-                part = json.loads(path.read_text())
-                if part["settings"] == json.loads(json.dumps(settings(args))):
-                    print(f"latent {latent}, seed {seed}: read from {path.name}", flush=True)
-                    parts.append(part)
-                    continue
-            part = one_seed(args, splits, latent, seed, main_process)
-            if path is not None and main_process:
-                write_json(path, {"settings": settings(args), **part})
-            parts.append(part)
+    # compile gives the same gradients another way: like compare.py's --compile, it is not a setting of the run.
+    folder = run_folders.RunFolder.open(args, "compression", __file__,
+                                        {k: v for k, v in run_folders.settings_of(args).items() if k != "no_compile"})
+    with folder.stops():
+        parts = all_seeds(args, splits, main_process, parts_dir, folder.path)
+    folder.finish()
     distributed.finish()
     if not main_process:
         return None

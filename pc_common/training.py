@@ -590,6 +590,20 @@ def checkpoint_file(path: str | Path | None) -> Path | None:
     return path / "checkpoint.pt" if path.is_dir() or not path.suffix else path
 
 
+def saved_history(checkpoint: str | Path | None) -> History | None:
+    """The history in the checkpoint that ``fit(checkpoint=checkpoint)`` writes: the epochs its run has done, by this
+    process or by an earlier one; None when there is no checkpoint.
+
+    A script whose run stopped with an error (PC's inference diverged) reads here what the run recorded before, also
+    the epochs that a stopped process did and this one only continued. Read it after :func:`fit` has checked the
+    checkpoint (which refuses a truncated file or one of another run).
+    """
+    file = checkpoint_file(checkpoint)
+    if file is None or not file.is_file():
+        return None
+    return History.from_dict(torch.load(file, map_location="cpu", weights_only=True)["state"]["history"])
+
+
 def _train_epoch(state: RunState, run: RunSettings, step: CompiledStep | None, stop: StopRequests,
                  progress: bool) -> dict[str, float] | None:
     """Train the current epoch (the rest of it, when resumed part-way); its record, or None when a stop was

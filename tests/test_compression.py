@@ -236,9 +236,9 @@ def test_compare_cli_resumes_from_the_parts_of_a_stopped_run(tmp_path, monkeypat
     trained = []
     real = compare.one_seed
 
-    def counting(args, splits, latent, seed, main_process):
+    def counting(args, splits, latent, seed, main_process, **options):
         trained.append(seed)
-        return real(args, splits, latent, seed, main_process)
+        return real(args, splits, latent, seed, main_process, **options)
 
     monkeypatch.setattr(compare, "one_seed", counting)
     out = tmp_path / "c.json"

@@ -27,8 +27,10 @@ import torch.multiprocessing as mp
 from conftest import make_mlp
 
 import pc_common as pc
-from classification import compare
+from classification import compare, diagnose, regime, sequences, sweep
+from compression import compare as compression_compare
 from pc_common import data as data_module
+from pc_common import training
 from pc_common.runs import RunFolder
 from pc_common.training import RunInterrupted, RunSettings
 
@@ -282,3 +284,135 @@ def test_a_stop_exits_with_the_command_that_resumes(tmp_path, capsys):
     assert exit_info.value.code == 130
     message = capsys.readouterr().err
     assert "PC run stopped (SIGINT)" in message and f"--resume {tmp_path}" in message
+
+
+# The other long scripts, each at a few batches of mnist-5k: two training runs of two epochs of three batches (regime:
+# one), the training step at which Ctrl-C comes (in the last run's second epoch, after its first batch: two steps
+# are left), and the checkpoints, one per training run.
+SCRIPTS = {
+    "sweep": (sweep.main, ["--dataset", "mnist-5k", "--only", "0", "3"], 10, ["point0/bp.pt", "point3/pc.pt"]),
+    "diagnose": (diagnose.main, ["--dataset", "mnist-5k", "--only", "3", "4"], 10, ["recipe3/pc.pt", "recipe4/bp.pt"]),
+    "regime": (regime.main, ["--dataset", "mnist-5k", "--steps", "1", "2"], 4, ["pc.pt"]),
+    "compression": (compression_compare.main,
+                    ["--dataset", "mnist-5k", "--model", "bp-ae", "pc-ae", "--latent", "4", "--seeds", "1",
+                     "--subset", "100", "--batch-size", "32", "--no-compile"],
+                    10, ["latent4_seed0/bp-ae.pt", "latent4_seed0/pc-ae.pt"]),
+}
+STEPS_LEFT = 2
+TRAIN_STEP = training.train_step
+SMALL = ["--epochs", "2", "--max-batches", "3", "--device", "cpu", "--no-progress"]
+# What a run measures of the clock: the only things a resumed run may record differently.
+TIMES = frozenset({"seconds", "cpu_seconds", "wall_seconds", "epoch_seconds", "train_seconds_per_epoch",
+                   "test_seconds_per_batch", "train_cpu_seconds_per_epoch", "test_cpu_seconds_per_batch"})
+
+
+def _without_times(results) -> str:
+    """The results without the clock's readings, as JSON text (so that NaN equals NaN)."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in TIMES}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return json.dumps(strip(results), sort_keys=True)
+
+
+def _count_steps(monkeypatch, ctrl_c_at: int | None = None, diverge_at: int | None = None) -> list[int]:
+    """From now on, count the training steps of this process over all its training runs (the list grows by one per
+    step), counted from 1. With ``ctrl_c_at``, Ctrl-C (SIGINT to this process) comes during that step: a stop
+    request at a known batch of a known run, as a user's would come. With ``diverge_at``, that step raises
+    FloatingPointError, as PC's inference does when its energy blows up."""
+    steps = []
+
+    def counted(*args, **kwargs):
+        steps.append(len(steps) + 1)
+        if steps[-1] == ctrl_c_at:
+            os.kill(os.getpid(), signal.SIGINT)
+        if steps[-1] == diverge_at:
+            raise FloatingPointError("energy blew up (injected)")
+        return TRAIN_STEP(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_step", counted)
+    return steps
+
+
+@pytest.mark.filterwarnings("ignore:PC training may be diverging:RuntimeWarning")
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_stopped_mid_run_resumes_to_the_uninterrupted_result(script, tmp_path, monkeypatch, one_thread,
+                                                                    mnist5k_once):
+    """Each long script stopped by Ctrl-C part-way through a training run exits with status 130, its run folder
+    unfinished; --resume takes the finished runs from their checkpoints (one per training run) and trains only the
+    steps left of the stopped one, and the results equal the uninterrupted run's in everything but the clock's
+    readings."""
+    main, argv, step, checkpoints = SCRIPTS[script]
+    reference = main([*argv, *SMALL, "--run-folder", str(tmp_path / "reference")])
+    folder = tmp_path / "run"
+    _count_steps(monkeypatch, ctrl_c_at=step)
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, *SMALL, "--run-folder", str(folder)])
+    assert stop.value.code == 130 and not RunFolder.read(folder)["finished"]
+    steps = _count_steps(monkeypatch)
+    resumed = main(["--resume", str(folder)])
+    assert len(steps) == STEPS_LEFT and RunFolder.read(folder)["finished"]
+    assert all((folder / name).is_file() for name in checkpoints)
+    assert _without_times(resumed) == _without_times(reference)
+
+
+def test_sequence_check_stopped_mid_run_writes_the_parts_of_the_uninterrupted_run(tmp_path, monkeypatch, one_thread):
+    """classification/sequences.py run (BP and the first PC candidate, seed 0, three epochs of two batches) stopped by
+    Ctrl-C in PC's second epoch after its first batch, then resumed with --resume: BP's part is kept and PC's run
+    trains only its last three steps, and the parts equal those of the uninterrupted run in everything but the
+    clock's readings."""
+    argv = ["run", "--seeds", "0", "--only", "0", "1", "--max-batches", "2"]
+    sequences.main([*argv, "--parts", str(tmp_path / "reference"), "--run-folder", str(tmp_path / "reference-run")])
+    folder, parts = tmp_path / "run", tmp_path / "parts"
+    _count_steps(monkeypatch, ctrl_c_at=9)
+    with pytest.raises(SystemExit) as stop:
+        sequences.main([*argv, "--parts", str(parts), "--run-folder", str(folder)])
+    assert stop.value.code == 130 and len(list(parts.glob("*.json"))) == 1  # BP's part; PC's run was stopped
+    steps = _count_steps(monkeypatch)
+    sequences.main(["--resume", str(folder)])
+    assert len(steps) == 3
+    reference = sorted((tmp_path / "reference").glob("*.json"))
+    assert [p.name for p in sorted(parts.glob("*.json"))] == [p.name for p in reference] and len(reference) == 2
+    assert all((folder / f"{p.stem}.pt").is_file() for p in reference)
+    for part in reference:
+        assert _without_times(json.loads((parts / part.name).read_text())) == _without_times(json.loads(
+            part.read_text()))
+
+
+def test_sweep_point_that_diverges_after_a_resume_keeps_the_probes_of_the_epochs_before(tmp_path, monkeypatch,
+                                                                                       one_thread, mnist5k_once):
+    """A PC grid point that diverges in epoch 2 records the γλ_max probe of epoch 1 and an alarm at epoch 2. Stopped
+    in epoch 2 before it diverges and resumed, the process that sees the divergence trained no whole epoch itself:
+    the probe of epoch 1 comes from the checkpoint, and the row equals the uninterrupted sweep's."""
+    argv = ["--dataset", "mnist-5k", "--only", "3", *SMALL]
+    _count_steps(monkeypatch, diverge_at=5)  # epoch 2, batch 2
+    reference = sweep.main([*argv, "--run-folder", str(tmp_path / "reference")])
+    row = reference["runs"][0]
+    assert len(row["gamma_lambda"]) == 1 and row["alarms"][0]["epoch"] == 2 and "diverged" in row
+    folder = tmp_path / "run"
+    _count_steps(monkeypatch, ctrl_c_at=4)  # saved after batch 1 of epoch 2
+    with pytest.raises(SystemExit):
+        sweep.main([*argv, "--run-folder", str(folder)])
+    _count_steps(monkeypatch, diverge_at=1)  # the same step: batch 2 of epoch 2
+    assert _without_times(sweep.main(["--resume", str(folder)])) == _without_times(reference)
+
+
+def test_sequence_run_that_diverges_after_a_resume_names_its_epoch(tmp_path, monkeypatch, one_thread):
+    """A sequence-check run that diverges in epoch 3 says so (``diverged_in_epoch``) also when the process that sees
+    the divergence continued it from a checkpoint written in epoch 2: the epochs before count, whoever trained them."""
+    argv = ["run", "--seeds", "0", "--only", "1", "--max-batches", "2"]
+    _count_steps(monkeypatch, diverge_at=5)  # epoch 3, batch 1
+    sequences.main([*argv, "--parts", str(tmp_path / "reference"), "--run-folder", str(tmp_path / "reference-run")])
+    [part] = (tmp_path / "reference").glob("*.json")
+    assert json.loads(part.read_text())["diverged_in_epoch"] == 3
+    folder, parts = tmp_path / "run", tmp_path / "parts"
+    _count_steps(monkeypatch, ctrl_c_at=3)  # saved after batch 1 of epoch 2
+    with pytest.raises(SystemExit):
+        sequences.main([*argv, "--parts", str(parts), "--run-folder", str(folder)])
+    _count_steps(monkeypatch, diverge_at=2)  # the same step: batch 1 of epoch 3
+    sequences.main(["--resume", str(folder)])
+    assert _without_times(json.loads((parts / part.name).read_text())) == _without_times(json.loads(
+        part.read_text()))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -105,7 +106,7 @@ def count_parameters(model: nn.Module) -> int:
 
 def train(name: str, splits: Splits, *, arch: str = "mlp", latent: int = 64, epochs: int = 5, lr: float = 1e-3,
           pc: PCConfig | None = None, seed: int = 0, max_batches: int | None = None, progress: bool = False,
-          compile: bool = False):
+          compile: bool = False, checkpoint: str | Path | None = None):
     """Seed, build and train model ``name`` on reconstruction; the model ends at its best-validation epoch.
 
     The seed fixes the initial weights (``bp-ae`` and ``pc-ae`` start identical, and so do ``pc-decoder`` and
@@ -124,6 +125,8 @@ def train(name: str, splits: Splits, *, arch: str = "mlp", latent: int = 64, epo
         progress: tqdm bars.
         compile: fill the gradients with a compiled step (:class:`pc_common.CompiledStep`); the auto-decoder always
             runs eagerly (its forward pass is an inference loop, which the compiled BP step does not trace).
+        checkpoint: the run's checkpoint, written after every epoch; a run that finished or stopped there returns or
+            continues (see :func:`pc_common.fit`).
 
     Returns:
         (model, :class:`pc_common.History`, the inference config used or None).
@@ -139,7 +142,7 @@ def train(name: str, splits: Splits, *, arch: str = "mlp", latent: int = 64, epo
     clock = TrainingClock()
     history = fit(model, data, RULES[name], epochs=epochs, lr=lr, loss="mse", pc=pc or PCConfig(), classify=False,
                   evaluator=clock.timed(evaluator), on_epoch=clock.on_epoch, max_batches=max_batches,
-                  progress=progress, compile=compile and name != "bp-decoder")
+                  progress=progress, compile=compile and name != "bp-decoder", checkpoint=checkpoint)
     return model, history, pc
 
 
@@ -160,8 +163,8 @@ def seconds_per_batch(name: str, model: nn.Module, images: torch.Tensor, latent:
 
 def run(name: str, splits: Splits, *, arch: str = "mlp", latent: int = 64, epochs: int = 5, lr: float = 1e-3,
         pc: PCConfig | None = None, seed: int = 0, max_batches: int | None = None, progress: bool = False,
-        compile: bool = False):
-    """Train model ``name`` and report what the comparison table shows.
+        compile: bool = False, checkpoint: str | Path | None = None):
+    """Train model ``name`` (``checkpoint``: see :func:`train`) and report what the comparison table shows.
 
     Returns:
         (the trained model at its best-validation epoch, a JSON-ready record): ``test_mse`` and ``val_mse`` (per
@@ -171,7 +174,7 @@ def run(name: str, splits: Splits, *, arch: str = "mlp", latent: int = 64, epoch
         the settings, and the per-epoch ``history``.
     """
     model, history, pc = train(name, splits, arch=arch, latent=latent, epochs=epochs, lr=lr, pc=pc, seed=seed,
-                               max_batches=max_batches, progress=progress, compile=compile)
+                               max_batches=max_batches, progress=progress, compile=compile, checkpoint=checkpoint)
     test_batch = next(iter(splits.test))[0]
     return model, {
         "model": name, "arch": arch, "dataset": splits.name, "latent": latent, "seed": seed, "epochs": epochs,
