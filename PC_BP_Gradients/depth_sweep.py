@@ -19,11 +19,16 @@ T_eq(d) is measured once per depth on the initial network of seed 0 (``limits.eq
 within 10⁻³ of its total fall of its value after a horizon of 10 (d + 1)² steps). Every run records, after every
 epoch, ‖ΔW_ℓ‖ / ‖W_ℓ(0)‖ per layer and PC's share and cosine to BP's gradient per layer on a fixed probe batch. Each
 (setting, depth, seed) is written to its own part file as it finishes (a stopped run resumes where it was);
-``--merge`` gathers them into one JSON with the paired differences PC − BP and draws the figure.
+``--merge`` gathers them into one JSON with the paired differences PC − BP and draws the figure. Within a run, the
+training checkpoints after every epoch into the run folder (``--run-folder``; by default
+``runs/depth_sweep-<hash of the settings>``, with ``--quick`` a temporary folder that also holds the parts), as
+``<part>.pt`` (:func:`pc_common.fit`); Ctrl-C saves after the current batch and exits with the command that continues
+(``--resume RUN_FOLDER``), and a continued run writes the part file of an uninterrupted one.
 
 Usage:
     python PC_BP_Gradients/depth_sweep.py [--json PC_BP_Gradients/results/depth_sweep.json] [--epochs 10] [--quick]
     python PC_BP_Gradients/depth_sweep.py --controls [--seeds 0 1 2] [--quick]
+    python PC_BP_Gradients/depth_sweep.py --resume RUN_FOLDER
     python PC_BP_Gradients/depth_sweep.py --controls --merge
 """
 
@@ -40,6 +45,7 @@ import torch
 
 import pc_common as pc
 from PC_BP_Gradients.models import limits
+from pc_common import runs
 from pc_common.plotting import save_figure
 from pc_common.utils import write_json
 
@@ -129,8 +135,9 @@ def control_settings(depths, seeds, width: int, epochs: int, lr: float, dataset:
 
 def controls(depths=DEPTHS, seeds=SEEDS, width: int = WIDTH, epochs: int = EPOCHS, lr: float = LR,
              dataset: str = DATASET, parts: Path = RESULTS / "depth_sweep_parts", max_batches: int | None = None,
-             device=None) -> None:
-    """Run the control grid, one part file per (setting, depth, seed), skipping parts already written.
+             device=None, checkpoints: Path | None = None) -> None:
+    """Run the control grid, one part file per (setting, depth, seed), skipping parts already written; with
+    ``checkpoints`` (a folder), each run checkpoints to ``<part>.pt`` there after every epoch and continues from it.
 
     The cheap runs (BP and the two settings at T = 2(d + 1)) go first for every depth and seed, then the equilibrium
     runs seed by seed, so that a stopped run leaves whole seeds behind.
@@ -153,7 +160,8 @@ def controls(depths=DEPTHS, seeds=SEEDS, width: int = WIDTH, epochs: int = EPOCH
             continue
         config = None if setting == "bp" else control_config(setting, depth, eqs[depth])
         run_ = limits.control_run(depth, data, config, probe, width=width, epochs=epochs, lr=lr, seed=seed,
-                                  max_batches=max_batches)
+                                  max_batches=max_batches,
+                                  checkpoint=None if checkpoints is None else checkpoints / f"{path.stem}.pt")
         write_json(path, {"setting": setting, "hidden_layers": depth, "seed": seed, "T": config and config.T,
                           "output_precision": config and config.output_precision, **run_})
         print(f"{setting:>11}, {depth:>3} hidden layers, seed {seed}: test accuracy {run_['test_accuracy']:.4f}, "
@@ -216,17 +224,31 @@ def main(argv=None) -> dict:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="seeds of the control grid")
     parser.add_argument("--parts", type=Path, default=None,
                         help="folder of the control grid's part files (default: results/depth_sweep_parts; "
-                             "a temporary folder with --quick)")
+                             "with --quick, parts/ in the temporary run folder)")
     parser.add_argument("--merge", action="store_true",
                         help="merge the part files into results/depth_sweep_controls.json and draw the figure")
-    args = parser.parse_args(argv)
+    parser.add_argument("--max-batches", type=int, default=None,
+                        help="training batches per epoch (default: all; 3 with --quick)")
+    runs.add_arguments(parser)
+    args = runs.parse_args(parser, argv)
+    max_batches = 3 if args.quick else args.max_batches
     if args.controls:
-        parts = args.parts or (Path(tempfile.mkdtemp(prefix="depth_parts_")) if args.quick
-                               else RESULTS / "depth_sweep_parts")
+        parts = args.parts or RESULTS / "depth_sweep_parts"
+        if args.merge and args.quick and args.parts is None:
+            parts = Path(tempfile.mkdtemp(prefix="depth_parts_"))
         if not args.merge:
-            controls(args.depths[:2] if args.quick else args.depths, args.seeds[:1] if args.quick else args.seeds,
-                     args.width, 1 if args.quick else args.epochs, dataset=args.dataset, parts=parts,
-                     max_batches=3 if args.quick else None, device=args.device)
+            if args.quick and args.run_folder is None:
+                args.run_folder = Path(tempfile.mkdtemp(prefix="depth_sweep_quick_"))
+            settings = {**runs.settings_of(args), "parts": None if args.parts is None else str(args.parts)}
+            folder = runs.RunFolder.open(args, "depth_sweep", __file__, settings)
+            if args.quick and args.parts is None:
+                parts = folder.path / "parts"
+            with folder.stops():
+                controls(args.depths[:2] if args.quick else args.depths,
+                         args.seeds[:1] if args.quick else args.seeds, args.width, 1 if args.quick else args.epochs,
+                         dataset=args.dataset, parts=parts, max_batches=max_batches, device=args.device,
+                         checkpoints=folder.path)
+            folder.finish()
         report = merge(parts)
         out = args.json or (parts / "controls.json" if args.quick else RESULTS / "depth_sweep_controls.json")
         write_json(out, report, indent=1)
@@ -236,7 +258,7 @@ def main(argv=None) -> dict:
         return report
     report = run(args.depths[:2] if args.quick else args.depths, args.width, 1 if args.quick else args.epochs,
                  inference_lr=args.inference_lr, steps_per_layer=args.steps_per_layer, dataset=args.dataset,
-                 seed=args.seed, max_batches=3 if args.quick else None, device=args.device)
+                 seed=args.seed, max_batches=max_batches, device=args.device)
     if args.json is not None:
         write_json(args.json, report, indent=2)
     return report

@@ -28,6 +28,13 @@ cosine and size ratio of the method's update to BP's gradient. One part file per
     python classification/depth.py run --depths 8 16 32 64 128 --seeds 0 1
     python classification/depth.py merge
     python classification/depth.py run --quick          # a smoke test: two tiny depths, a few batches
+    python classification/depth.py --resume RUN_FOLDER  # continue a stopped tune or run
+
+``tune`` and ``run`` skip the runs whose part file exists. Within a run, training checkpoints after every epoch into
+the run folder (``--run-folder``; by default ``runs/depth-<hash of the settings>``), as ``<part>.pt``: weights, Adam's
+state, the random generators (torch's and the batch order's), the counters and records so far. Ctrl-C (or SIGTERM)
+saves after the current batch and exits with the command that continues (``--resume RUN_FOLDER``); the same command
+again continues too. A continued run writes the part file of an uninterrupted one.
 
 On a GPU, ``--device cuda`` (the default when one is present) runs the whole grid; add ``--width 128`` for the
 N = 128 runs of the issue.
@@ -49,8 +56,10 @@ from torch import nn
 
 import pc_common as pc
 from pc_common import cli, deep
+from pc_common import runs as run_folders
 from pc_common.epc import infer_epc
 from pc_common.plotting import save_figure
+from pc_common.training import StopRequests
 from pc_common.utils import write_json
 
 RESULTS = Path(__file__).parent / "results"
@@ -129,11 +138,17 @@ def agreement_at_init(method: str, depth: int, width: int, seed: int, config, pr
 
 
 def train(method: str, depth: int, width: int, seed: int, alpha: float, gamma: float | None, data: pc.Splits, *,
-          epochs: int = EPOCHS, max_batches: int | None = None, splits=("val", "test")) -> dict:
+          epochs: int = EPOCHS, max_batches: int | None = None, splits=("val", "test"),
+          checkpoint: Path | None = None) -> dict:
     """Train one network with one method; the same seed gives the same batches for every method.
 
     A divergence (non-finite loss, or inference stopped by ``max_energy_rise``) ends the run; it is recorded with its
     batch, and the network is evaluated as it is.
+
+    With ``checkpoint`` (a file), the run saves itself there after every epoch (:class:`pc_common.LoopCheckpoint`:
+    weights, Adam's state, the generators, the counters and the seconds so far) and continues from it when the file
+    exists, with the record an uninterrupted run gives (bit for bit on the CPU at a fixed thread count, but for the
+    seconds); Ctrl-C or SIGTERM saves after the current batch and raises :class:`pc_common.RunInterrupted`.
 
     Returns:
         accuracies, seconds per epoch, energy rises, divergence, and ‖ΔW_ℓ‖/‖W_ℓ(0)‖ per layer.
@@ -145,31 +160,51 @@ def train(method: str, depth: int, width: int, seed: int, alpha: float, gamma: f
     opt = torch.optim.Adam(model.parameters(), lr=alpha)
     data.train.generator = torch.Generator().manual_seed(seed)
     model.train()
-    rises, batches, diverged, seconds = torch.zeros((), device=device), 0, None, []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        for b, (x, y) in enumerate(data.train):
-            if max_batches is not None and b >= max_batches:
-                break
-            opt.zero_grad(set_to_none=True)
-            try:
-                energies = fill_grads(method, model, x, y, config)
-            except FloatingPointError:
-                diverged = batches
-                break
-            if energies is not None:
-                rises += (energies[1:] > energies[:-1] * (1 + 1e-3)).any()
-            opt.step()
-            batches += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds.append(time.perf_counter() - start)
-        if diverged is not None or not all(torch.isfinite(p).all() for p in model.parameters()):
-            diverged = batches if diverged is None else diverged
-            break
+    saved = pc.LoopCheckpoint(checkpoint, model, opt, data, {
+        "method": method, "depth": depth, "width": width, "seed": seed, "alpha": alpha, "gamma": gamma,
+        "epochs": epochs, "max_batches": max_batches})
+    # epoch: epochs done; batch: batches done of the current one (not 0 only when a stop saved it part-way);
+    # batches: training steps done in all; done: the run has ended (all epochs, or diverged).
+    loop = saved.load() or {"epoch": 0, "batch": 0, "epoch_rng": None, "epoch_seconds": 0.0, "batches": 0,
+                            "rises": torch.zeros(()), "diverged": None, "seconds": [], "done": False}
+    rises = loop["rises"].to(device)
+    with StopRequests(enabled=checkpoint is not None) as stop:
+        while not loop["done"] and loop["epoch"] < epochs:
+            start = time.perf_counter()
+            for b, (x, y) in enumerate(saved.batches(loop), start=loop["batch"]):
+                if max_batches is not None and b >= max_batches:
+                    break
+                opt.zero_grad(set_to_none=True)
+                try:
+                    energies = fill_grads(method, model, x, y, config)
+                except FloatingPointError:
+                    loop["diverged"] = loop["batches"]
+                    break
+                if energies is not None:
+                    rises += (energies[1:] > energies[:-1] * (1 + 1e-3)).any()
+                opt.step()
+                loop["batches"] += 1
+                if stop.requested:
+                    loop.update(batch=b + 1, epoch_seconds=loop["epoch_seconds"] + time.perf_counter() - start,
+                                rises=rises)
+                    saved.save(loop)
+                    raise pc.RunInterrupted(f"{method} L={depth} seed {seed} stopped ({stop.requested}) in epoch "
+                                            f"{loop['epoch'] + 1} after batch {b + 1}, saved to {checkpoint}",
+                                            checkpoint)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            loop["seconds"].append(loop["epoch_seconds"] + time.perf_counter() - start)
+            loop.update(epoch=loop["epoch"] + 1, batch=0, epoch_rng=None, epoch_seconds=0.0, rises=rises)
+            if loop["diverged"] is not None or not all(torch.isfinite(p).all() for p in model.parameters()):
+                loop.update(done=True, diverged=loop["batches"] if loop["diverged"] is None else loop["diverged"])
+            saved.save(loop)
+            if stop.requested and not loop["done"] and loop["epoch"] < epochs:
+                raise pc.RunInterrupted(f"{method} L={depth} seed {seed} stopped ({stop.requested}) after epoch "
+                                        f"{loop['epoch']}, saved to {checkpoint}", checkpoint)
     record = {"method": method, "depth": depth, "width": width, "seed": seed, "alpha": alpha, "gamma": gamma,
-              "T": config and config.T, "epochs": epochs, "batches": batches, "seconds_per_epoch": seconds,
-              "energy_rises": int(rises), "diverged_at_batch": diverged,
+              "T": config and config.T, "epochs": epochs, "batches": loop["batches"],
+              "seconds_per_epoch": loop["seconds"], "energy_rises": int(rises),
+              "diverged_at_batch": loop["diverged"],
               "weight_change": [float((w.detach() - w0).norm() / w0.norm())
                                 for w, w0 in zip(layer_weights(model), initial)]}
     for split in splits:
@@ -187,16 +222,23 @@ def _part(parts: Path, stage: str, method: str, depth: int, width: int, seed: in
     return parts / f"{stage}_{method}_L{depth}_N{width}_s{seed}_a{alpha:g}_g{gamma if gamma is not None else '-'}.json"
 
 
+def _checkpoint(checkpoints: Path | None, part: Path) -> Path | None:
+    """The checkpoint of the run whose result is the part file ``part``: ``<part's name>.pt`` in ``checkpoints``."""
+    return None if checkpoints is None else checkpoints / f"{part.stem}.pt"
+
+
 def tune(data: pc.Splits, methods=tuple(METHODS), depth: int = TUNE_DEPTH, width: int = WIDTH,
-         parts: Path = PARTS, max_batches: int | None = None) -> None:
-    """Every grid setting of every method at ``depth``, seed 0, on the first quarter of an epoch (validation only)."""
+         parts: Path = PARTS, max_batches: int | None = None, checkpoints: Path | None = None) -> None:
+    """Every grid setting of every method at ``depth``, seed 0, on the first quarter of an epoch (validation only);
+    with ``checkpoints`` (a folder), each run checkpoints to ``<part>.pt`` there (:func:`train`)."""
     max_batches = max_batches or math.ceil(TUNE_FRACTION * len(data.train))
     for method in methods:
         for alpha, gamma in grid(method):
             path = _part(parts, "tune", method, depth, width, 0, alpha, gamma)
             if path.exists():
                 continue
-            record = train(method, depth, width, 0, alpha, gamma, data, max_batches=max_batches, splits=("val",))
+            record = train(method, depth, width, 0, alpha, gamma, data, max_batches=max_batches, splits=("val",),
+                           checkpoint=_checkpoint(checkpoints, path))
             write_json(path, record)
             print(f"tune {method:>5} α={alpha:g} γ={gamma}: val {record['val_accuracy']:.4f}, rises "
                   f"{record['energy_rises']}/{record['batches']}, diverged {record['diverged_at_batch']}", flush=True)
@@ -227,10 +269,11 @@ def chosen(parts: Path = PARTS, width: int = WIDTH, depth: int = TUNE_DEPTH) -> 
 
 def run(data: pc.Splits, depths=DEPTHS, seeds=SEEDS, methods=tuple(METHODS), width: int = WIDTH,
         epochs: int = EPOCHS, parts: Path = PARTS, max_batches: int | None = None, tune_depth: int = TUNE_DEPTH,
-        gamma: float | None = None) -> None:
+        gamma: float | None = None, checkpoints: Path | None = None) -> None:
     """Train every (method, depth, seed) at the tuned settings, seed by seed and shallow first; one part file per
-    run (a stopped run resumes where it was). ``gamma`` replaces the tuned γ of the PC methods: a diagnostic off the
-    tuning rule, which :func:`merge` lists apart from the results."""
+    run (a stopped run resumes where it was; with ``checkpoints``, a folder, each run checkpoints to ``<part>.pt``
+    there after every epoch, and a run stopped part-way continues from it). ``gamma`` replaces the tuned γ of the PC
+    methods: a diagnostic off the tuning rule, which :func:`merge` lists apart from the results."""
     picks = chosen(parts, width, tune_depth)
     if gamma is not None:
         picks = {m: {**r, "gamma": gamma} if METHODS[m][1] else r for m, r in picks.items()}
@@ -243,7 +286,8 @@ def run(data: pc.Splits, depths=DEPTHS, seeds=SEEDS, methods=tuple(METHODS), wid
         if path.exists():
             continue
         config = None if gamma is None else pc_config(depth, gamma)
-        record = train(method, depth, width, seed, alpha, gamma, data, epochs=epochs, max_batches=max_batches)
+        record = train(method, depth, width, seed, alpha, gamma, data, epochs=epochs, max_batches=max_batches,
+                       checkpoint=_checkpoint(checkpoints, path))
         record["at_init"] = agreement_at_init(method, depth, width, seed, config, probe)
         write_json(path, record)
         print(f"run {method:>5} L={depth:>3} seed {seed}: test {record['test_accuracy']:.4f}, "
@@ -345,7 +389,8 @@ def plot(report: dict):
 
 def main(argv=None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=cli.HelpFormatter)
-    parser.add_argument("stage", choices=("tune", "run", "merge"))
+    # Not required by the parser, so that `--resume RUN_FOLDER` may take it from the run folder.
+    parser.add_argument("stage", nargs="?", choices=("tune", "run", "merge"), help="required but with --resume")
     parser.add_argument("--depths", type=cli.positive_int, nargs="+", default=list(DEPTHS), help="weight layers L")
     parser.add_argument("--seeds", type=cli.non_negative_int, nargs="+", default=list(SEEDS))
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
@@ -354,16 +399,21 @@ def main(argv=None) -> dict | None:
     parser.add_argument("--tune-depth", type=cli.positive_int, default=TUNE_DEPTH)
     parser.add_argument("--gamma", type=cli.positive_float, default=None,
                         help="run: replace the tuned γ of the PC methods (a diagnostic, reported apart)")
-    parser.add_argument("--parts", type=Path, default=None, help="part files (default: results/depth_parts)")
+    parser.add_argument("--parts", type=Path, default=None,
+                        help="part files (default: results/depth_parts; with --quick, parts/ in the run folder)")
     parser.add_argument("--device", type=cli.device, default="auto")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke test: L ∈ {3, 4}, width 8, a few batches, parts in a temporary folder")
-    args = parser.parse_args(argv)
-    parts = args.parts or (Path(tempfile.mkdtemp(prefix="depth_quick_")) if args.quick else PARTS)
+                        help="smoke test: L ∈ {3, 4}, width 8, a few batches, parts and run folder in a temporary "
+                             "folder")
+    run_folders.add_arguments(parser)
+    args = run_folders.parse_args(parser, argv)
+    if args.stage is None:
+        parser.error("the following arguments are required: stage")
     max_batches = 3 if args.quick else None
     depths, width = ((3, 4), 8) if args.quick else (args.depths, args.width)
     tune_depth = depths[-1] if args.quick else args.tune_depth
     if args.stage == "merge":
+        parts = args.parts or (Path(tempfile.mkdtemp(prefix="depth_quick_")) if args.quick else PARTS)
         report = merge(parts, width, tune_depth)
         out = RESULTS / f"depth_{DATASET}{'' if width == WIDTH else f'-N{width}'}.json"
         write_json(out, report)
@@ -371,12 +421,19 @@ def main(argv=None) -> dict | None:
         save_figure(fig, out.with_suffix(".png"))
         plt.close(fig)
         return report
-    data = standardise(pc.load_dataset(DATASET, batch_size=BATCH_SIZE, device=args.device))
-    if args.stage == "tune" or args.quick:
-        tune(data, args.methods, tune_depth, width, parts, max_batches)
-    if args.stage == "run":
-        run(data, depths, args.seeds[:1] if args.quick else args.seeds, args.methods, width, args.epochs, parts,
-            max_batches, tune_depth, args.gamma)
+    if args.quick and args.run_folder is None:
+        args.run_folder = Path(tempfile.mkdtemp(prefix="depth_quick_"))
+    settings = {**run_folders.settings_of(args), "parts": None if args.parts is None else str(args.parts)}
+    folder = run_folders.RunFolder.open(args, "depth", __file__, settings)
+    parts = args.parts or (folder.path / "parts" if args.quick else PARTS)
+    with folder.stops():
+        data = standardise(pc.load_dataset(DATASET, batch_size=BATCH_SIZE, device=args.device))
+        if args.stage == "tune" or args.quick:
+            tune(data, args.methods, tune_depth, width, parts, max_batches, folder.path)
+        if args.stage == "run":
+            run(data, depths, args.seeds[:1] if args.quick else args.seeds, args.methods, width, args.epochs, parts,
+                max_batches, tune_depth, args.gamma, folder.path)
+    folder.finish()
     return merge(parts, width, tune_depth) if args.quick else None
 
 

@@ -7,7 +7,8 @@ The chain, one job per module:
     inference  T neuron updates + one weight-gradient evaluation (T + 1 energy evaluations); the BP twin
     compiled   the same BP and PC gradient steps, traced once and compiled (torch.compile)
     training   the train / validate / test loop for both rules: what a run is (RunSettings), what it has done
-               (RunState, saved after every epoch so a run resumes)
+               (RunState, saved after every epoch so a run resumes); LoopCheckpoint: the same for a script's
+               own training loop
     runs       run folders for scripts: --run-folder / --resume, Ctrl-C saves and says how to resume
     data       the embedded ``mnist-5k`` digits and the torchvision datasets
     distributed  data parallelism over processes (``torchrun``): sharded batches, averaged gradients
@@ -30,6 +31,7 @@ from .inference import InferenceResult, PCConfig, bp_gradients, infer
 from .layers import PCLayer, neurons, pc_layers, pc_mode, predictions, release, weights
 from .training import (
     History,
+    LoopCheckpoint,
     RunInterrupted,
     RunSettings,
     RunState,
@@ -58,6 +60,7 @@ __all__ = [
     "DatasetUnavailableError",
     "History",
     "InferenceResult",
+    "LoopCheckpoint",
     "PCConfig",
     "PCLayer",
     "RunInterrupted",

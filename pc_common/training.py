@@ -413,6 +413,19 @@ def _set_rng_states(states: dict, data: Splits) -> None:
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
+def remaining_batches(data: Splits, epoch_rng: dict, done: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The training batches of an epoch stopped part-way, after the first ``done``: the batch order is the one the
+    epoch began with (replayed from ``epoch_rng``, the generators' states at its start), and the generators are left
+    in the states they have now."""
+    now = _rng_states(data)
+    _set_rng_states(epoch_rng, data)
+    batches = iter(data.train)
+    for _ in range(done):  # next() draws the epoch's order (randperm) before the generators are reset
+        next(batches)
+    _set_rng_states(now, data)
+    return batches
+
+
 @dataclass
 class RunState:
     """What a training run has done: everything a checkpoint holds, and all that the loop of :func:`fit` changes.
@@ -469,13 +482,7 @@ class RunState:
             self.sums = torch.zeros(4, dtype=torch.float64, device=self.data.train.x.device)
             self.seconds, self.epoch_rng = 0.0, _rng_states(self.data)
             return iter(self.data.train)
-        now = _rng_states(self.data)
-        _set_rng_states(self.epoch_rng, self.data)
-        batches = iter(self.data.train)
-        for _ in range(self.batch):  # next() draws the epoch's order (randperm) before the generators are reset
-            next(batches)
-        _set_rng_states(now, self.data)
-        return batches
+        return remaining_batches(self.data, self.epoch_rng, self.batch)
 
     def finish_epoch(self, record: dict[str, float]) -> None:
         """Add the epoch's record to the history and keep the weights if they are the best on validation."""
@@ -579,6 +586,70 @@ class StopRequests:
     def __exit__(self, *exc) -> None:
         for number, handler in self.previous.items():
             signal.signal(number, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
+
+
+LOOP_STATE_VERSION = 1  # raised whenever what LoopCheckpoint saves changes meaning
+
+
+class LoopCheckpoint:
+    """The checkpoint of a training loop that a script writes itself, instead of going through :func:`fit`.
+
+    One file holds the model's state, the optimizer's state, every random generator a run may draw from (torch's,
+    Python's, NumPy's, and the loaders' own: the batch order) and ``loop``: the loop's counters and records, a dict
+    of plain values and tensors that the loop defines and gets back as it saved it. The file is written whole
+    (:func:`~pc_common.utils.save_checkpoint`) and read only for the run that wrote it: the model's parameter names
+    and shapes, ``run`` (the loop's settings) and the data's name, size and batch size must match, else
+    :class:`~pc_common.utils.CheckpointError` names the file and what differs.
+
+    A loop saves after every epoch, and on a stop request (:class:`StopRequests`) after the current batch. For the
+    second, two entries of ``loop`` have a fixed meaning: ``batch``, the batches done of the current epoch (0 between
+    epochs), and ``epoch_rng``, set by :meth:`batches` at the start of each epoch; :meth:`batches` then continues the
+    stopped epoch with the batches after ``batch``, in the order the epoch began with.
+
+    Args:
+        path: the checkpoint file; None saves and loads nothing.
+        model, optimizer, data: the network, its weight optimizer and the splits it trains on (the generators of
+            their loaders are saved and restored).
+        run: the loop's settings as plain values (what, with the model and data, the checkpoint belongs to).
+    """
+
+    def __init__(self, path: str | Path | None, model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits,
+                 run: dict):
+        self.path = None if path is None else Path(path)
+        self.model, self.optimizer, self.data = model, optimizer, data
+        train = data.train
+        self.belongs_to = {**describe_model(model), "run": run, "loop_state": LOOP_STATE_VERSION,
+                           "data": {"name": data.name, "train_samples": len(train.x), "batch_size": train.batch_size}}
+
+    def load(self) -> dict | None:
+        """Continue from the checkpoint: restore the model, the optimizer and the generators, and return ``loop`` as
+        saved (its tensors on the CPU); None, changing nothing, when there is no checkpoint yet.
+
+        Raises:
+            CheckpointError: naming the file, when it is truncated or of another model, run or version.
+        """
+        if self.path is None or not self.path.is_file():
+            return None
+        state = load_checkpoint(self.path, self.belongs_to, map_location="cpu")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        _set_rng_states(state["rng"], self.data)
+        return state["loop"]
+
+    def save(self, loop: dict) -> None:
+        """Write the checkpoint whole, with ``loop`` (rank 0 only under ``torchrun``)."""
+        if self.path is not None and distributed.is_main():
+            save_checkpoint(self.path, {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                                        "rng": _rng_states(self.data), "loop": loop}, self.belongs_to)
+
+    def batches(self, loop: dict) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The training batches still to do in the current epoch: all of them when ``loop["batch"]`` is 0 (and then
+        ``loop["epoch_rng"]`` records the generators' states at the epoch's start), else those after the first
+        ``loop["batch"]`` (:func:`remaining_batches`)."""
+        if loop["batch"] == 0:
+            loop["epoch_rng"] = _rng_states(self.data)
+            return iter(self.data.train)
+        return remaining_batches(self.data, loop["epoch_rng"], loop["batch"])
 
 
 def checkpoint_file(path: str | Path | None) -> Path | None:

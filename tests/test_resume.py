@@ -27,8 +27,9 @@ import torch.multiprocessing as mp
 from conftest import make_mlp
 
 import pc_common as pc
-from classification import compare, diagnose, regime, sequences, sweep
+from classification import compare, depth, diagnose, regime, sequences, sweep
 from compression import compare as compression_compare
+from PC_BP_Gradients import depth_sweep
 from pc_common import data as data_module
 from pc_common import training
 from pc_common.runs import RunFolder
@@ -416,3 +417,68 @@ def test_sequence_run_that_diverges_after_a_resume_names_its_epoch(tmp_path, mon
     sequences.main(["--resume", str(folder)])
     assert _without_times(json.loads((parts / part.name).read_text())) == _without_times(json.loads(
         part.read_text()))
+
+
+def _parts(folder: Path) -> dict[str, str]:
+    """{name: contents without the clock's readings} of the JSON part files in ``folder``."""
+    return {p.name: _without_times({k: v for k, v in json.loads(p.read_text()).items() if k != "seconds_per_epoch"})
+            for p in sorted(folder.glob("*.json"))}
+
+
+def test_depth_experiment_stopped_mid_run_writes_the_parts_of_the_uninterrupted_run(tmp_path, monkeypatch,
+                                                                                   one_thread):
+    """classification/depth.py run --quick (tuning, then BP and μPC at L = 3 and 4, two epochs of three batches)
+    stopped by Ctrl-C in the last run's second epoch after its first batch, then resumed with --resume: the runs done
+    keep their parts, the stopped one continues from the batch after the stop (two training steps and the
+    measurement at initialisation are left), and every part equals the uninterrupted run's but for the seconds."""
+    argv = ["run", "--quick", "--epochs", "2", "--methods", "bp", "mupc", "--device", "cpu"]
+    calls, fill_grads = [], depth.fill_grads
+
+    def counted(*args, ctrl_c_at=None):
+        calls.append(len(calls) + 1)
+        if len(calls) == ctrl_c_at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return fill_grads(*args)
+
+    monkeypatch.setattr(depth, "fill_grads", counted)
+    depth.main([*argv, "--parts", str(tmp_path / "reference"), "--run-folder", str(tmp_path / "reference-run")])
+    # Tuning: 8 settings × 3 batches; then per run 6 training steps and one measurement at initialisation.
+    assert len(calls) == 8 * 3 + 4 * 7
+    folder, parts = tmp_path / "run", tmp_path / "parts"
+    calls.clear()
+    monkeypatch.setattr(depth, "fill_grads", lambda *args: counted(*args, ctrl_c_at=8 * 3 + 3 * 7 + 4))
+    with pytest.raises(SystemExit) as stop:
+        depth.main([*argv, "--parts", str(parts), "--run-folder", str(folder)])
+    assert stop.value.code == 130 and not RunFolder.read(folder)["finished"]
+    [stopped] = [p for p in folder.glob("*.pt") if not (parts / f"{p.stem}.json").exists()]
+    assert stopped.name.startswith("run_mupc_L4_")
+    assert torch.load(stopped, weights_only=True)["state"]["loop"]["batch"] == 1  # saved part-way through epoch 2
+    calls.clear()
+    monkeypatch.setattr(depth, "fill_grads", counted)
+    depth.main(["--resume", str(folder)])
+    assert len(calls) == 2 + 1 and RunFolder.read(folder)["finished"]
+    assert _parts(parts) == _parts(tmp_path / "reference") and len(_parts(parts)) == 8 + 4
+
+
+def test_depth_controls_stopped_mid_run_write_the_parts_of_the_uninterrupted_run(tmp_path, monkeypatch, one_thread,
+                                                                                 mnist5k_once):
+    """PC_BP_Gradients/depth_sweep.py --controls (BP and the three PC settings at two hidden layers, seed 0, two
+    epochs of three batches) stopped by Ctrl-C in the last run's second epoch after its first batch, then resumed
+    with --resume: the parts done are kept, the stopped run trains only its two steps left, and every part equals
+    the uninterrupted run's but for the seconds."""
+    argv = ["--controls", "--depths", "2", "--seeds", "0", "--width", "8", "--epochs", "2", "--max-batches", "3",
+            "--device", "cpu"]
+    depth_sweep.main([*argv, "--parts", str(tmp_path / "reference"), "--json", str(tmp_path / "reference.json"),
+                      "--run-folder", str(tmp_path / "reference-run")])
+    folder, parts = tmp_path / "run", tmp_path / "parts"
+    _count_steps(monkeypatch, ctrl_c_at=3 * 6 + 3 + 1)
+    with pytest.raises(SystemExit) as stop:
+        depth_sweep.main([*argv, "--parts", str(parts), "--json", str(tmp_path / "stopped.json"),
+                          "--run-folder", str(folder)])
+    assert stop.value.code == 130 and not RunFolder.read(folder)["finished"]
+    assert len(list(parts.glob("*_d2_s0.json"))) == 3  # BP, today and beta0.01; equilibrium was stopped
+    steps = _count_steps(monkeypatch)
+    depth_sweep.main(["--resume", str(folder)])
+    assert len(steps) == STEPS_LEFT and RunFolder.read(folder)["finished"]
+    assert all((folder / f"{s}_d2_s0.pt").is_file() for s in ("bp", *depth_sweep.CONTROL_SETTINGS))
+    assert _parts(parts) == _parts(tmp_path / "reference") and len(_parts(parts)) == 6  # settings, init, 4 runs

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -123,13 +124,17 @@ def remaining_fall(model: nn.Module, x, y, config: pc.PCConfig, factor: int = 4,
 
 
 def control_run(hidden_layers: int, data: pc.Splits, config: pc.PCConfig | None, probe, *, width: int, epochs: int,
-                lr: float, seed: int = 0, loss="mse", max_batches: int | None = None) -> dict:
+                lr: float, seed: int = 0, loss="mse", max_batches: int | None = None,
+                checkpoint: str | Path | None = None) -> dict:
     """One run of the depth controls: BP (``config=None``) or standard PC at ``config``, from the seed's network.
 
     After every epoch it records where the weights moved, ‖W_ℓ − W_ℓ(0)‖ / ‖W_ℓ(0)‖ per layer, and for PC how its
     update compares with BP's gradient at the current weights on a fixed ``probe`` batch (share and cosine per layer,
     :func:`gradient_agreement`), so that "the early layers barely learn" is measured rather than inferred. The same
     seed gives the same initial weights and batch order for every setting (paired runs).
+
+    With ``checkpoint`` (a file), the training checkpoints there after every epoch and continues from it when it
+    exists (:func:`pc_common.fit`): the record is the uninterrupted run's, but for the seconds.
 
     Returns:
         ``{"test_accuracy", "best_epoch"` (at the best-validation epoch), "init": {...}, "epochs": [...], "alarms"}``
@@ -148,7 +153,8 @@ def control_run(hidden_layers: int, data: pc.Splits, config: pc.PCConfig | None,
     start = measure(model)
     data.train.generator = torch.Generator().manual_seed(seed)
     history = pc.fit(model, data, "bp" if config is None else "pc", epochs=epochs, lr=lr, loss=loss,
-                     pc=config or pc.PCConfig(), max_batches=max_batches, progress=False, on_epoch=measure)
+                     pc=config or pc.PCConfig(), max_batches=max_batches, progress=False, on_epoch=measure,
+                     checkpoint=checkpoint)
     keys = ("epoch", "seconds", "train_loss", "val_accuracy", "test_accuracy", "weight_change", "share", "cosine")
     record = {"test_accuracy": history.best["test_accuracy"], "best_epoch": history.best_epoch + 1, "init": start,
               "epochs": [{k: e[k] for k in keys if k in e} for e in history.epochs], "alarms": history.alarms}
