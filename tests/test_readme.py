@@ -249,6 +249,7 @@ SGD_MSE = "classification/results/comparison_mlp-sgd_fashion-mnist.json"
 SGD_CE = "classification/results/comparison_mlp-ce-sgd_fashion-mnist.json"
 SGDM_MSE = "classification/results/comparison_mlp-sgdm_fashion-mnist.json"
 SGDM_CE = "classification/results/comparison_mlp-ce-sgdm_fashion-mnist.json"
+NEAREQ = "classification/results/comparison_mlp-sgd-neareq_fashion-mnist.json"
 ALPHAS = "(α: BP {v('bp/hyperparameters/lr'):g}, PC {v('pc/hyperparameters/lr'):g})"
 ROW = "| {acc('bp')} | {acc('pc')} | {paired()} |"
 CNN_FMNIST = "classification/results/comparison_cnn_fashion-mnist.json"
@@ -354,6 +355,12 @@ QUOTES = [
      "| MLP, squared error, SGD with momentum 0.9 " + ALPHAS + " (%) " + ROW + " [11](#c11) |"),
     ("docs/full_scale.md", SGDM_CE,
      "| MLP, cross-entropy, SGD with momentum 0.9 " + ALPHAS + " (%) " + ROW + " [12](#c12) |"),
+    ("docs/full_scale.md", NEAREQ,
+     "| MLP, squared error, plain SGD " + ALPHAS + ", PC near equilibrium (T = {v('pc/hyperparameters/T')},"
+     " γ = {v('pc/hyperparameters/inference_lr'):g}), {v('pc/hyperparameters/epochs')} epochs (%) " + ROW
+     + " [13](#c13) |"),
+    ("README.md", NEAREQ, "near equilibrium (T = {v('pc/hyperparameters/T')}) PC with plain SGD is level with BP:"
+     " paired difference {paired()} points over {len(v('pc/hyperparameters/seeds'))} seeds"),
     # docs/full_scale.md: the results table.
     ("docs/full_scale.md", MLP_FMNIST,
      "5 seeds: test accuracy (%) | {acc('bp')} | {acc('pc')} | {paired()} | [1](#c1) |"),
