@@ -161,7 +161,7 @@ def controls(depths=DEPTHS, seeds=SEEDS, width: int = WIDTH, epochs: int = EPOCH
         config = None if setting == "bp" else control_config(setting, depth, eqs[depth])
         run_ = limits.control_run(depth, data, config, probe, width=width, epochs=epochs, lr=lr, seed=seed,
                                   max_batches=max_batches,
-                                  checkpoint=None if checkpoints is None else checkpoints / f"{path.stem}.pt")
+                                  checkpoint=runs.part_checkpoint(checkpoints, path))
         write_json(path, {"setting": setting, "hidden_layers": depth, "seed": seed, "T": config and config.T,
                           "output_precision": config and config.output_precision, **run_})
         print(f"{setting:>11}, {depth:>3} hidden layers, seed {seed}: test accuracy {run_['test_accuracy']:.4f}, "

@@ -222,11 +222,6 @@ def _part(parts: Path, stage: str, method: str, depth: int, width: int, seed: in
     return parts / f"{stage}_{method}_L{depth}_N{width}_s{seed}_a{alpha:g}_g{gamma if gamma is not None else '-'}.json"
 
 
-def _checkpoint(checkpoints: Path | None, part: Path) -> Path | None:
-    """The checkpoint of the run whose result is the part file ``part``: ``<part's name>.pt`` in ``checkpoints``."""
-    return None if checkpoints is None else checkpoints / f"{part.stem}.pt"
-
-
 def tune(data: pc.Splits, methods=tuple(METHODS), depth: int = TUNE_DEPTH, width: int = WIDTH,
          parts: Path = PARTS, max_batches: int | None = None, checkpoints: Path | None = None) -> None:
     """Every grid setting of every method at ``depth``, seed 0, on the first quarter of an epoch (validation only);
@@ -238,7 +233,7 @@ def tune(data: pc.Splits, methods=tuple(METHODS), depth: int = TUNE_DEPTH, width
             if path.exists():
                 continue
             record = train(method, depth, width, 0, alpha, gamma, data, max_batches=max_batches, splits=("val",),
-                           checkpoint=_checkpoint(checkpoints, path))
+                           checkpoint=run_folders.part_checkpoint(checkpoints, path))
             write_json(path, record)
             print(f"tune {method:>5} α={alpha:g} γ={gamma}: val {record['val_accuracy']:.4f}, rises "
                   f"{record['energy_rises']}/{record['batches']}, diverged {record['diverged_at_batch']}", flush=True)
@@ -269,14 +264,14 @@ def chosen(parts: Path = PARTS, width: int = WIDTH, depth: int = TUNE_DEPTH) -> 
 
 def run(data: pc.Splits, depths=DEPTHS, seeds=SEEDS, methods=tuple(METHODS), width: int = WIDTH,
         epochs: int = EPOCHS, parts: Path = PARTS, max_batches: int | None = None, tune_depth: int = TUNE_DEPTH,
-        gamma: float | None = None, checkpoints: Path | None = None) -> None:
+        override_gamma: float | None = None, checkpoints: Path | None = None) -> None:
     """Train every (method, depth, seed) at the tuned settings, seed by seed and shallow first; one part file per
     run (a stopped run resumes where it was; with ``checkpoints``, a folder, each run checkpoints to ``<part>.pt``
-    there after every epoch, and a run stopped part-way continues from it). ``gamma`` replaces the tuned γ of the PC
-    methods: a diagnostic off the tuning rule, which :func:`merge` lists apart from the results."""
+    there after every epoch, and a run stopped part-way continues from it). ``override_gamma`` replaces the tuned
+    γ of the PC methods: a diagnostic off the tuning rule, which :func:`merge` lists apart from the results."""
     picks = chosen(parts, width, tune_depth)
-    if gamma is not None:
-        picks = {m: {**r, "gamma": gamma} if METHODS[m][1] else r for m, r in picks.items()}
+    if override_gamma is not None:
+        picks = {m: {**r, "gamma": override_gamma} if METHODS[m][1] else r for m, r in picks.items()}
     probe = pc.sample_batch(data.train, PROBE_SIZE, seed=0)
     jobs = sorted(((m, d, s) for d in depths for s in seeds for m in methods if m in picks),
                   key=lambda j: (j[2], j[1], j[0]))
@@ -287,7 +282,7 @@ def run(data: pc.Splits, depths=DEPTHS, seeds=SEEDS, methods=tuple(METHODS), wid
             continue
         config = None if gamma is None else pc_config(depth, gamma)
         record = train(method, depth, width, seed, alpha, gamma, data, epochs=epochs, max_batches=max_batches,
-                       checkpoint=_checkpoint(checkpoints, path))
+                       checkpoint=run_folders.part_checkpoint(checkpoints, path))
         record["at_init"] = agreement_at_init(method, depth, width, seed, config, probe)
         write_json(path, record)
         print(f"run {method:>5} L={depth:>3} seed {seed}: test {record['test_accuracy']:.4f}, "

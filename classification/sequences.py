@@ -168,7 +168,7 @@ def run(parts: Path, seeds=SEEDS, only: list[int] | None = None, max_batches: in
             path = parts / f"{name(setting)}_seed{seed}.json"
             if (only is not None and k not in only) or path.exists():
                 continue
-            record = train_one(setting, seed, max_batches, _checkpoint(checkpoints, path))
+            record = train_one(setting, seed, max_batches, run_folders.part_checkpoint(checkpoints, path))
             write_json(path, record)
             best = record.get("history", {}).get("best_epoch")
             outcome = f"diverged in epoch {record['diverged_in_epoch']}" if "diverged" in record else (
@@ -358,11 +358,6 @@ def train_word_model(setting: dict | None, seed: int, epochs: int, splits: tuple
     return record
 
 
-def _checkpoint(checkpoints: Path | None, part: Path) -> Path | None:
-    """The checkpoint of the run whose result is the part file ``part``: ``<part's name>.pt`` in ``checkpoints``."""
-    return None if checkpoints is None else checkpoints / f"{part.stem}.pt"
-
-
 def _write_part(path: Path, record: dict) -> None:
     write_json(path, record)
     if "diverged" in record:
@@ -389,14 +384,14 @@ def run_words(parts: Path, seeds=SEEDS, max_batches: int | None = None, checkpoi
         path = parts / f"words-sweep_{name(setting)}.json"
         if not path.exists():
             _write_part(path, train_word_model(setting, 0, WORDS_SETTING["sweep_epochs"], ("val",), max_batches,
-                                               _checkpoint(checkpoints, path)))
+                                               run_folders.part_checkpoint(checkpoints, path)))
     chosen = words_choice(parts)["setting"]
     for seed in seeds:
         for setting in (None, WORDS_FIXED, chosen):
             path = parts / f"words_{name(setting)}_seed{seed}.json"
             if not path.exists():
                 _write_part(path, train_word_model(setting, seed, WORDS_SETTING["epochs"], ("val", "test"),
-                                                   max_batches, _checkpoint(checkpoints, path)))
+                                                   max_batches, run_folders.part_checkpoint(checkpoints, path)))
 
 
 def words_baselines() -> dict:

@@ -90,6 +90,12 @@ def default_path(name: str, settings: dict) -> Path:
     return Path("runs") / f"{name}-{digest}"
 
 
+def part_checkpoint(checkpoints: Path | None, part: Path) -> Path | None:
+    """The checkpoint of the training run whose result is the part file ``part``: ``<part's name>.pt`` in the folder
+    ``checkpoints`` (a run folder); None when there is no folder (nothing is checkpointed)."""
+    return None if checkpoints is None else Path(checkpoints) / f"{part.stem}.pt"
+
+
 class RunFolder:
     """The folder of one long run: ``run.json`` and the checkpoints of its training runs.
 
