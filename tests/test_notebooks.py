@@ -122,3 +122,12 @@ def test_code_lines_fit_the_width(path):
     nb = json.loads((ROOT / path).read_text(encoding="utf-8"))
     long = long_code_lines(nb)
     assert not long, f"{path}: code lines over {WIDTH} characters (wrap them):\n" + "\n".join(long)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS)
+def test_printed_tables_fit_the_width(path):
+    """Every aligned table row in the committed outputs is at most ``WIDTH`` columns: wider rows wrap in a
+    narrow Jupyter window and a reader loses the columns. Prose lines may be longer (they wrap as sentences)."""
+    nb = json.loads((ROOT / path).read_text(encoding="utf-8"))
+    wide = wide_table_lines(nb)
+    assert not wide, f"{path}: printed table rows over {WIDTH} columns (split the table):\n" + "\n".join(wide)
