@@ -29,6 +29,12 @@ cosine and size ratio of the method's update to BP's gradient. One part file per
     python classification/depth.py merge
     python classification/depth.py run --quick          # a smoke test: two tiny depths, a few batches
     python classification/depth.py --resume RUN_FOLDER  # continue a stopped tune or run
+    python classification/depth.py speed --depths 8 32 128 --json classification/results/depth_speed.json
+
+``speed`` (:func:`speed`) times one training step of every method, eager and compiled, beside its FLOPs. Compiled,
+BP's step is one graph, and standard PC's and μPC's are one inference update compiled once and called T = L − 1
+times (``CompiledStep(loop=True)``), so that compiling a 128-layer PC step does not grow with T; ``run --compile``
+trains with those steps.
 
 ``tune`` and ``run`` skip the runs whose part file exists. Within a run, training checkpoints after every epoch into
 the run folder (``--run-folder``; by default ``runs/depth-<hash of the settings>``), as ``<part>.pt``: weights, Adam's
@@ -43,8 +49,10 @@ N = 128 runs of the issue.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
+import platform
 import tempfile
 import time
 from pathlib import Path
@@ -58,6 +66,7 @@ import pc_common as pc
 from pc_common import cli, deep
 from pc_common import runs as run_folders
 from pc_common.epc import infer_epc
+from pc_common.flops import step_costs
 from pc_common.plotting import save_figure
 from pc_common.training import StopRequests
 from pc_common.utils import write_json
@@ -109,8 +118,22 @@ def pc_config(depth: int, gamma: float) -> pc.PCConfig:
     return pc.PCConfig(T=depth - 1, inference_lr=gamma, output_precision=1.0)
 
 
-def fill_grads(method: str, model: nn.Module, x, y, config: pc.PCConfig | None):
-    """Fill ``.grad`` with the method's update; returns the energy trace (None for BP)."""
+def compiled_step(method: str, model: nn.Module, config: pc.PCConfig | None) -> pc.CompiledStep | None:
+    """The compiled step of ``method`` (BP as one graph; standard PC and μPC as one update looped T times, so that
+    compiling takes the same time at any depth), or None for ePC, which has no compiled step and runs eagerly."""
+    inference = METHODS[method][1]
+    if inference == "epc":
+        return None
+    return pc.CompiledStep(model, "bp" if inference is None else "pc", LOSS, config or pc.PCConfig(),
+                           loop=inference == "pc" or None)
+
+
+def fill_grads(method: str, model: nn.Module, x, y, config: pc.PCConfig | None,
+               step: pc.CompiledStep | None = None):
+    """Fill ``.grad`` with the method's update (with ``step``, its compiled step's); returns the energy trace (None
+    for BP)."""
+    if step is not None:
+        return step(x, y)[1]
     inference = METHODS[method][1]
     if inference is None:
         pc.bp_gradients(model, x, y, LOSS)
@@ -139,7 +162,7 @@ def agreement_at_init(method: str, depth: int, width: int, seed: int, config, pr
 
 def train(method: str, depth: int, width: int, seed: int, alpha: float, gamma: float | None, data: pc.Splits, *,
           epochs: int = EPOCHS, max_batches: int | None = None, splits=("val", "test"),
-          checkpoint: Path | None = None) -> dict:
+          checkpoint: Path | None = None, compile: bool = False) -> dict:
     """Train one network with one method; the same seed gives the same batches for every method.
 
     A divergence (non-finite loss, or inference stopped by ``max_energy_rise``) ends the run; it is recorded with its
@@ -150,6 +173,9 @@ def train(method: str, depth: int, width: int, seed: int, alpha: float, gamma: f
     exists, with the record an uninterrupted run gives (bit for bit on the CPU at a fixed thread count, but for the
     seconds); Ctrl-C or SIGTERM saves after the current batch and raises :class:`pc_common.RunInterrupted`.
 
+    With ``compile``, BP, standard PC and μPC train with their :func:`compiled_step` (the gradients of the eager
+    step to round-off; the first batch pays the compilation, counted in the epoch's seconds).
+
     Returns:
         accuracies, seconds per epoch, energy rises, divergence, and ‖ΔW_ℓ‖/‖W_ℓ(0)‖ per layer.
     """
@@ -158,6 +184,7 @@ def train(method: str, depth: int, width: int, seed: int, alpha: float, gamma: f
     config = None if METHODS[method][1] is None else pc_config(depth, gamma)
     initial = [w.detach().clone() for w in layer_weights(model)]
     opt = torch.optim.Adam(model.parameters(), lr=alpha)
+    step = compiled_step(method, model, config) if compile else None
     data.train.generator = torch.Generator().manual_seed(seed)
     model.train()
     saved = pc.LoopCheckpoint(checkpoint, model, opt, data, {
@@ -176,7 +203,7 @@ def train(method: str, depth: int, width: int, seed: int, alpha: float, gamma: f
                     break
                 opt.zero_grad(set_to_none=True)
                 try:
-                    energies = fill_grads(method, model, x, y, config)
+                    energies = fill_grads(method, model, x, y, config, step)
                 except FloatingPointError:
                     loop["diverged"] = loop["batches"]
                     break
@@ -264,7 +291,7 @@ def chosen(parts: Path = PARTS, width: int = WIDTH, depth: int = TUNE_DEPTH) -> 
 
 def run(data: pc.Splits, depths=DEPTHS, seeds=SEEDS, methods=tuple(METHODS), width: int = WIDTH,
         epochs: int = EPOCHS, parts: Path = PARTS, max_batches: int | None = None, tune_depth: int = TUNE_DEPTH,
-        override_gamma: float | None = None, checkpoints: Path | None = None) -> None:
+        override_gamma: float | None = None, checkpoints: Path | None = None, compile: bool = False) -> None:
     """Train every (method, depth, seed) at the tuned settings, seed by seed and shallow first; one part file per
     run (a stopped run resumes where it was; with ``checkpoints``, a folder, each run checkpoints to ``<part>.pt``
     there after every epoch, and a run stopped part-way continues from it). ``override_gamma`` replaces the tuned
@@ -282,12 +309,54 @@ def run(data: pc.Splits, depths=DEPTHS, seeds=SEEDS, methods=tuple(METHODS), wid
             continue
         config = None if gamma is None else pc_config(depth, gamma)
         record = train(method, depth, width, seed, alpha, gamma, data, epochs=epochs, max_batches=max_batches,
-                       checkpoint=run_folders.part_checkpoint(checkpoints, path))
+                       checkpoint=run_folders.part_checkpoint(checkpoints, path), compile=compile)
         record["at_init"] = agreement_at_init(method, depth, width, seed, config, probe)
         write_json(path, record)
         print(f"run {method:>5} L={depth:>3} seed {seed}: test {record['test_accuracy']:.4f}, "
               f"{record['seconds_per_epoch'][0]:.0f} s/epoch, ‖ΔW_1‖/‖W_1‖ {record['weight_change'][0]:.3g}",
               flush=True)
+
+
+def speed(data: pc.Splits, depths=(8, 32, 128), methods=tuple(METHODS), width: int = WIDTH,
+          repeats: int = 3, engines=("eager", "compiled")) -> dict:
+    """Seconds per training step (the method's gradients and Adam's step) of every method at every depth, eager and
+    compiled, beside the FLOPs of one step and their ratio to BP's at the same depth.
+
+    One batch of the training set (``BATCH_SIZE`` images), seed 0, T = L − 1 for the PC methods; γ = 0.01 (small
+    enough that no step diverges; γ does not change the cost). FLOPs: ``FlopCounterMode`` on the eager step (every
+    matrix product, forward and backward). Times: the median of ``repeats`` steps after one warm-up
+    (:func:`pc_common.flops.time_step`, wall time); ``compile_seconds``: tracing and compiling, the first compiled
+    step's extra time. ePC has no compiled step. ``epoch_seconds``: a step's time × the batches of one epoch.
+    """
+    x, y = next(iter(data.train))
+    batches = len(data.train)
+    rows = []
+    for depth in depths:
+        for method in methods:
+            model = build(method, depth, width, 0, device=x.device)
+            config = pc_config(depth, 0.01) if METHODS[method][1] else None
+            fill = functools.partial(fill_grads, method, model, x, y, config)
+            make = functools.partial(compiled_step, method, model, config) if "compiled" in engines else None
+            costs = step_costs(model, fill, make, repeats)
+            row = {"method": method, "depth": depth, "T": config and config.T, **costs}
+            for engine in engines:
+                if f"{engine}_step_seconds" in row:
+                    row[f"{engine}_epoch_seconds"] = row[f"{engine}_step_seconds"] * batches
+            rows.append(row)
+            print(f"speed {method:>5} L={depth:>3}: " + ", ".join(
+                f"{k} {v:.3g}" for k, v in row.items() if k.endswith(("step_seconds", "compile_seconds"))),
+                flush=True)
+    for row in rows:
+        bp = next(r for r in rows if r["method"] == "bp" and r["depth"] == row["depth"])
+        row["flops_over_bp"] = row["flops"] / bp["flops"]
+        for engine in engines:
+            key = f"{engine}_step_seconds"
+            if key in row and key in bp:
+                row[f"{engine}_time_over_bp"] = row[key] / bp[key]
+    return {"setting": {"dataset": DATASET, "width": width, "batch": BATCH_SIZE, "batches_per_epoch": batches,
+                        "repeats": repeats, "threads": torch.get_num_threads(), "device": str(x.device),
+                        "machine": platform.processor() or platform.machine(), "torch": torch.__version__},
+            "rows": rows}
 
 
 def _mean_se(values) -> dict:
@@ -385,7 +454,8 @@ def plot(report: dict):
 def main(argv=None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=cli.HelpFormatter)
     # Not required by the parser, so that `--resume RUN_FOLDER` may take it from the run folder.
-    parser.add_argument("stage", nargs="?", choices=("tune", "run", "merge"), help="required but with --resume")
+    parser.add_argument("stage", nargs="?", choices=("tune", "run", "merge", "speed"),
+                        help="required but with --resume")
     parser.add_argument("--depths", type=cli.positive_int, nargs="+", default=list(DEPTHS), help="weight layers L")
     parser.add_argument("--seeds", type=cli.non_negative_int, nargs="+", default=list(SEEDS))
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
@@ -397,6 +467,10 @@ def main(argv=None) -> dict | None:
     parser.add_argument("--parts", type=Path, default=None,
                         help="part files (default: results/depth_parts; with --quick, parts/ in the run folder)")
     parser.add_argument("--device", type=cli.device, default="auto")
+    parser.add_argument("--compile", action="store_true",
+                        help="run: train BP, standard PC and μPC with their compiled steps (ePC stays eager)")
+    parser.add_argument("--repeats", type=cli.positive_int, default=3, help="speed: timed steps per figure")
+    parser.add_argument("--json", type=Path, default=None, help="speed: write the results here")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: L ∈ {3, 4}, width 8, a few batches, parts and run folder in a temporary "
                              "folder")
@@ -416,6 +490,13 @@ def main(argv=None) -> dict | None:
         save_figure(fig, out.with_suffix(".png"))
         plt.close(fig)
         return report
+    if args.stage == "speed":
+        data = standardise(pc.load_dataset(pc.EMBEDDED if args.quick else DATASET, batch_size=BATCH_SIZE,
+                                           device=args.device))
+        report = speed(data, depths, args.methods, width, 1 if args.quick else args.repeats)
+        if args.json:
+            write_json(args.json, report)
+        return report
     if args.quick and args.run_folder is None:
         args.run_folder = Path(tempfile.mkdtemp(prefix="depth_quick_"))
     settings = {**run_folders.settings_of(args), "parts": None if args.parts is None else str(args.parts)}
@@ -427,7 +508,7 @@ def main(argv=None) -> dict | None:
             tune(data, args.methods, tune_depth, width, parts, max_batches, folder.path)
         if args.stage == "run":
             run(data, depths, args.seeds[:1] if args.quick else args.seeds, args.methods, width, args.epochs, parts,
-                max_batches, tune_depth, args.gamma, folder.path)
+                max_batches, tune_depth, args.gamma, folder.path, args.compile)
     folder.finish()
     return merge(parts, width, tune_depth) if args.quick else None
 

@@ -17,6 +17,12 @@ majority class and naive Bayes on the bag of character bigrams.
     .venv/bin/python classification/sequences.py run --task words --parts PARTS
     .venv/bin/python classification/sequences.py merge --task words --parts PARTS   # → results/sequence_words.*
 
+``speed`` (:func:`speed`) times one training step of each rule on a task's model, eager and compiled (standard PC as
+one compiled inference update looped T times), beside the FLOPs of a step:
+
+    .venv/bin/python classification/sequences.py speed --task shakespeare --json results/sequence_speed_shakespeare.json
+    .venv/bin/python classification/sequences.py speed --task words --json results/sequence_speed_words.json
+
 ``run`` skips the parts already in PARTS, so an interrupted run continues where it stopped; within a part, every
 training run checkpoints after every epoch into the run folder (``--run-folder``; by default
 ``runs/sequences-<hash of the settings>``), as ``<part>.pt``. Ctrl-C saves and exits with the command that continues
@@ -39,8 +45,9 @@ import torch
 from classification.models.sequence import char_model, depth, word_classifier
 from classification.models.text import NGram, load_shakespeare, split_codes
 from classification.models.words import BigramNaiveBayes
-from pc_common import PCConfig, cli, fit, load_dataset, seed_everything
+from pc_common import CompiledStep, PCConfig, bp_gradients, cli, fit, infer, load_dataset, seed_everything
 from pc_common import runs as run_folders
+from pc_common.flops import step_costs
 from pc_common.training import saved_history
 from pc_common.utils import write_json
 
@@ -480,6 +487,64 @@ def merge_words(parts: Path, output: Path = WORDS_OUTPUT, code_commit: str | Non
     return results
 
 
+def speed(task: str, repeats: int = 3, chars: int = SETTING["chars"]) -> dict:
+    """Seconds per training step (gradients and Adam's step) of BP, fixed-prediction PC and the chosen standard PC
+    on one task's model and batch, eager and compiled, beside the FLOPs of a step and their ratio to BP's.
+
+    Compiled: BP's step and fixed prediction's are one graph each (the T updates unrolled), standard PC's is one
+    inference update compiled once and looped T times (``CompiledStep(loop=True)``), so that its compile time does
+    not grow with T. ``epoch_seconds``: a step's time × the batches of one epoch of the task's training set.
+    """
+    if task == "words":
+        data = load_dataset("words", WORDS_SETTING["batch"], seed=0, device="cpu")
+        seed_everything(0)
+        model = word_classifier(len(data.alphabet), data.num_classes, WORDS_SETTING["cell"],
+                                WORDS_SETTING["hidden"], WORDS_SETTING["embedding"])
+        settings = {"bp": None, "fixed prediction": WORDS_FIXED,
+                    "standard": json.loads(WORDS_OUTPUT.with_suffix(".json").read_text())["chosen"]["setting"]}
+        models = dict.fromkeys(settings, model)
+    else:
+        data, vocab = load_shakespeare(SETTING["seq_len"], chars, SETTING["batch"], seed=0, device="cpu")
+        chosen = json.loads(OUTPUT.with_suffix(".json").read_text())["chosen"]["setting"]
+        fixed = {"T": depth("lstm", SETTING["seq_len"]), "inference_lr": 1.0, "fixed_prediction": True}
+        settings = {"bp": None, "fixed prediction": fixed,
+                    "standard": {k: chosen[k] for k in ("T", "inference_lr", "output_precision")}}
+        models = {}
+        for key in settings:
+            seed_everything(0)
+            gates = key != "standard" or chosen["gate_nodes"]
+            models[key] = char_model(len(vocab), "lstm", SETTING["hidden"], gate_nodes=gates)
+    x, y = next(iter(data.train))
+    rows = {}
+    for key, setting in settings.items():
+        model, rule = models[key], "bp" if setting is None else "pc"
+        config = PCConfig() if setting is None else PCConfig(**setting)
+
+        def fill(step, model=model, rule=rule, config=config):
+            if step is not None:
+                step(x, y)
+            elif rule == "bp":
+                bp_gradients(model, x, y, "ce")
+            else:
+                infer(model, x, y, "ce", config)
+
+        make = lambda model=model, rule=rule, config=config: CompiledStep(  # noqa: E731
+            model, rule, "ce", config, loop=True if rule == "pc" and not config.fixed_prediction else None)
+        rows[key] = {"setting": setting, **step_costs(model, fill, make, repeats)}
+        for engine in ("eager", "compiled"):
+            rows[key][f"{engine}_epoch_seconds"] = rows[key][f"{engine}_step_seconds"] * len(data.train)
+        print(f"speed {task} {key}: " + ", ".join(f"{k} {v:.3g}" for k, v in rows[key].items()
+                                                if k.endswith(("step_seconds", "compile_seconds"))), flush=True)
+    for row in rows.values():
+        row["flops_over_bp"] = row["flops"] / rows["bp"]["flops"]
+        for engine in ("eager", "compiled"):
+            row[f"{engine}_time_over_bp"] = row[f"{engine}_step_seconds"] / rows["bp"][f"{engine}_step_seconds"]
+    return {"setting": {"task": task, "batch": len(x), "batches_per_epoch": len(data.train), "repeats": repeats,
+                        "threads": torch.get_num_threads(), "torch": torch.__version__,
+                        **({"chars": chars, "seq_len": SETTING["seq_len"]} if task != "words" else {})},
+            "rows": rows}
+
+
 def train_parts(args: argparse.Namespace) -> None:
     """The ``run`` command: train the missing parts of the task, every training run checkpointed in the run folder."""
     # The merge-only options are no settings of the runs; the parts' folder is (other parts, another run).
@@ -497,8 +562,11 @@ def train_parts(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=cli.HelpFormatter)
     # Not required by the parser, so that `run --resume RUN_FOLDER` may take them from the run folder.
-    p.add_argument("command", nargs="?", choices=("run", "merge"),
-                   help="run: train the missing parts; merge: gather them (required but with --resume)")
+    p.add_argument("command", nargs="?", choices=("run", "merge", "speed"),
+                   help="run: train the missing parts; merge: gather them (required but with --resume); speed: "
+                        "time one step of each rule, eager and compiled (--json)")
+    p.add_argument("--json", type=Path, default=None, help="speed: write the results here")
+    p.add_argument("--repeats", type=cli.positive_int, default=3, help="speed: timed steps per figure")
     p.add_argument("--task", choices=("shakespeare", "words"), default="shakespeare", help="which experiment")
     p.add_argument("--parts", type=Path, default=None,
                    help="folder of the per-(setting, seed) JSON parts (required but with --resume)")
@@ -510,6 +578,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--code-commit", default=None, help="merge: the commit of the code that trained the parts")
     run_folders.add_arguments(p)
     args = run_folders.parse_args(p, argv)
+    if args.command == "speed":
+        report = speed(args.task, args.repeats)
+        if args.json:
+            write_json(args.json, report)
+        return
     missing = [what for what, value in (("command", args.command), ("--parts", args.parts)) if value is None]
     if missing:
         p.error(f"the following arguments are required: {', '.join(missing)}")

@@ -152,7 +152,7 @@ def draw_architectures(path: Path) -> None:
     _panel(ax, "Classification: PC", "the same network with value nodes $\\varphi_\\ell$; input $x$ and label $y$ "
            "clamped")
     _pc_chain(ax, xs_pc, [r"$\varphi_1$", r"$\varphi_2$", r"$\varphi_3$"],
-              [r"$\varepsilon_1$", r"$\varepsilon_2$", r"$\varepsilon_3$", r"$\varepsilon_y$"],
+              [r"$\varepsilon_1$", r"$\varepsilon_2$", r"$\varepsilon_3$", r"$\varepsilon_L$"],
               [r"$\mu_1$", r"$\mu_2$", r"$\mu_3$", r"$\hat y$"], True, r"$y$", r"$x$")
     ax.text(4.7, -0.1, r"errors are local: $\varphi_\ell \leftarrow \varphi_\ell - \gamma\,(\varepsilon_\ell - "
             r"J_{\ell+1}^{\top}\varepsilon_{\ell+1})$, all layers at once, $T$ steps",
@@ -173,7 +173,7 @@ def draw_architectures(path: Path) -> None:
     _panel(ax, "Compression / generation: PC generative decoder",
            "decoder only; image clamped at the output, latent code $\\varphi_z$ inferred (prior mean 0)")
     _pc_chain(ax, xs_dec, [r"$\varphi_z$", r"$\varphi_h$"],
-              [r"$\varepsilon_z$", r"$\varepsilon_h$", r"$\varepsilon_x$"],
+              [r"$\varepsilon_z$", r"$\varepsilon_h$", r"$\varepsilon_L$"],
               [r"$\mu_z$", r"$\mu_h$", r"$\hat x$"], True, r"$x$", r"$0$")
     ax.text(0.5, 2.0, "prior", ha="center", va="top", fontsize=10, color="#555555")
     ax.text(7.8, 2.25, "no encoder:\nthe code of an\nimage is found\nby inference", fontsize=11,

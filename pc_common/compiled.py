@@ -79,6 +79,9 @@ from .step import (
 # computed 24 times, and the step took 0.23 ms less. (At 8: 20 times, GELU 0.07 ms faster again, leaky-ReLU 0.03 ms
 # slower.)
 REALIZE_OPCOUNT = 16
+# From this many inference steps on, a standard PC step is compiled as one update looped T times rather than unrolled:
+# an unrolled graph's compile time grows with T (classification/benchmark.py --depth measures both).
+LOOP_FROM = 32
 
 
 class _Substitution:
@@ -201,6 +204,47 @@ class _Step:
         self.used = [i for i, g in enumerate(grads) if g is not None]
         return [grads[i] for i in self.used]
 
+    # The looped program's three pieces (standard PC): sweep, then T × relax, then settle.
+
+    def sweep(self, x, target, *noise):
+        """The feed-forward sweep: (h = stem(x), the dense target, ŷ, the buffers it leaves, φ⁰ = μ (+ noise))."""
+        sub = self.substitution
+        stem, body = split_stem(self.model)
+        with torch.no_grad(), sub.installed():
+            h = stem(x) if stem is not None else x
+            output = sub.run(body, h, None, noise)
+        target = dense_target(self.loss, output, target)
+        return (h, target, output, *self.buffers(), *[phi.detach() for phi in sub.phis])
+
+    def relax(self, h, target, *state):
+        """One neuron update from the state (φ, v): (F at φ, φ ← φ − γ v, v ← m v + ∂F/∂φ), v only with momentum."""
+        config, sub = self.config, self.substitution
+        k = len(state) // 2 if config.momentum else len(state)
+        phi = [p.detach().requires_grad_() for p in state[:k]]
+        velocity = [v.clone() for v in state[k:]] if config.momentum else None
+        with sub.installed():
+            output = sub.run(split_stem(self.model)[1], h, phi)
+        out_term, eps_out = weighted_output_error(self.loss, output, target, config.output_precision)
+        eps = errors(phi, sub.mus)
+        energy = summed_energy(eps, out_term)
+        grads = neuron_grads(eps, send_errors(sub.mus + [output], eps + [eps_out], phi))
+        phi = [p.detach().clone() for p in phi]
+        sgd_(phi, grads, velocity, config.inference_lr, config.momentum)
+        return (energy, *phi, *(velocity or []))
+
+    def settle(self, x, target, *phi):
+        """At the relaxed state: (∂F/∂Θ of the weights that get one, F), the stem recomputed with its graph."""
+        config, sub = self.config, self.substitution
+        stem, body = split_stem(self.model)
+        with sub.installed():
+            h = stem(x) if stem is not None else x
+            output = sub.run(body, h, list(phi))
+        out_term, eps_out = weighted_output_error(self.loss, output, target, config.output_precision)
+        eps = errors(phi, sub.mus)
+        scale = -1.0 / (x.shape[0] * config.output_precision)
+        grads = send_errors(sub.mus + [output], eps + [eps_out], self.weights(), scale=scale)
+        return (*self._used(grads), summed_energy(eps, out_term))
+
 
 def _standard(step: _Step, x, target, noise):
     """Standard PC as in :func:`pc_common.inference.infer`, with the neurons as tensors of the trace."""
@@ -297,6 +341,10 @@ class CompiledStep:
         backend: ``torch.compile`` backend; ``"inductor"`` on a CPU compiles the traced graph with Inductor
             directly, without Dynamo. None runs the traced ATen graph as it is, uncompiled (it is ready in a
             fraction of a second: the unit tests check the traced algorithm with it).
+        loop: standard PC only: compile one inference step and loop over it in Python (three graphs: sweep, one
+            update, the weight gradient), instead of the T updates unrolled into one graph. Compile time and memory
+            then do not grow with T; each step costs a call of the compiled update (tens of µs). None (default):
+            loop from T = :data:`LOOP_FROM` on. A looped step on CUDA runs without CUDA graphs unless ``mode`` asks.
 
     Attributes:
         neurons: after a PC call, the relaxed neurons φ in the order of :func:`pc_common.neurons`.
@@ -304,10 +352,15 @@ class CompiledStep:
     """
 
     def __init__(self, model: nn.Module, rule: str = "pc", loss: str | Loss = "mse", pc: PCConfig = PCConfig(),
-                 shapes: int = 1, mode: str | None = None, backend: str | None = "inductor"):
+                 shapes: int = 1, mode: str | None = None, backend: str | None = "inductor",
+                 loop: bool | None = None):
         if rule == "pc" and pc.incremental:
             raise ValueError("incremental PC steps the weights inside inference: it has no compiled step")
+        if loop and (rule != "pc" or pc.fixed_prediction):
+            raise ValueError("a looped step is standard PC's (rule 'pc', fixed_prediction=False)")
         self.model, self.rule, self.loss, self.config = model, rule, loss, pc
+        standard = rule == "pc" and not pc.fixed_prediction
+        self.looped = standard and (pc.T >= LOOP_FROM if loop is None else loop)
         self.traced = _Step(model, rule, get_loss(loss), pc)
         self.shapes, self.mode, self.backend = shapes, mode, backend
         self.programs: dict[tuple, _Program] = {}
@@ -357,42 +410,97 @@ class CompiledStep:
         return result.output, result.energies
 
     def _trace(self, x, y) -> _Program:
-        """Trace the step into an ATen graph (fake tensors: nothing is computed) of flat inputs (weights, buffers,
-        x, y, noise) and compile it: Inductor directly on a CPU, ``torch.compile`` otherwise."""
+        """Trace the step into ATen graphs (fake tensors: nothing is computed) of flat inputs (weights, buffers, x,
+        y, noise) and compile them: Inductor directly on a CPU, ``torch.compile`` otherwise. One graph, or, for a
+        looped PC step, three (:meth:`_looped`)."""
         param_slots = _unique_slots(self.model, "_parameters")
         buffer_slots = _unique_slots(self.model, "_buffers")
         params, buffers = _read(param_slots), _read(buffer_slots)
         noise_shapes, call_order = self._probe(x) if self.rule == "pc" else ([], [])
-        n, m = len(params), len(buffers)
-
-        def step(*inputs):
-            new_params, new_buffers, (x, y), noise = inputs[:n], inputs[n:n + m], inputs[n + m:n + m + 2], \
-                inputs[n + m + 2:]
-            # Buffers enter as copies: a pass that updates them (BatchNorm's running statistics) moves the copy, a
-            # tensor of the graph, never an input; the graph returns their values for _finish to write back.
-            replacements = {id(t): new for t, new in zip(params, new_params)}
-            replacements.update({id(b): new.clone() for b, new in zip(buffers, new_buffers)})
-            with torch.enable_grad(), _swapped(self.model, replacements):
-                return self.traced(x, y, *noise)
-
-        # Placeholders of the noise's shape: tracing must not consume the random stream.
+        guarded = self.backend is not None and not (self.backend == "inductor" and x.device.type == "cpu")
         inputs = [*params, *buffers, x, y, *(torch.empty(s, dtype=d, device=dev) for s, d, dev in noise_shapes)]
-        graph = make_fx(step, tracing_mode="fake")(*inputs)
+        if self.looped:
+            graph = self._looped(params, buffers, inputs, guarded)
+        else:
+            graph = self._compile(self._pure(self.traced, params, buffers, inputs), inputs, guarded)
         trainable = [i for i, p in enumerate(params) if p.requires_grad]
         grads_of = [trainable[i] for i in self.traced.used]
-        guarded = self.backend is not None and not (self.backend == "inductor" and x.device.type == "cpu")
+        return _Program(graph, noise_shapes, call_order, param_slots, buffer_slots, grads_of, guarded)
+
+    def _pure(self, fn: Callable, params, buffers, inputs) -> Callable:
+        """The traced graph of ``fn`` as a pure function (weights, buffers, *args) → outputs, traced at ``inputs``
+        (placeholders of the noise's shape: tracing must not consume the random stream)."""
+        n, m = len(params), len(buffers)
+
+        def pure(*inputs):
+            # Buffers enter as copies: a pass that updates them (BatchNorm's running statistics) moves the copy, a
+            # tensor of the graph, never an input; the graph returns their values for _finish to write back.
+            replacements = {id(t): new for t, new in zip(params, inputs[:n])}
+            replacements.update({id(b): new.clone() for b, new in zip(buffers, inputs[n:n + m])})
+            with torch.enable_grad(), _swapped(self.model, replacements):
+                return fn(*inputs[n + m:])
+
+        return make_fx(pure, tracing_mode="fake")(*inputs)
+
+    def _compile(self, graph: Callable, inputs, guarded: bool) -> Callable:
+        """``graph`` compiled for ``inputs``: by Inductor directly (CPU), by ``torch.compile`` (guarded), or not at
+        all (``backend=None``)."""
         if self.backend == "inductor" and not guarded:
             with torch.no_grad():  # an inference graph: the step's gradients are ordinary outputs
-                graph = torch._inductor.compile(graph, inputs, options=_inductor_options(self.mode))
-        elif guarded:
-            cuda_graphs = x.device.type == "cuda" and self.backend == "inductor"
-            mode = self.mode or ("reduce-overhead" if cuda_graphs else None)
-            if mode == "reduce-overhead":
-                # Weights are updated in place: CUDA graphs may read them where they are instead of copying them in.
-                for t in params + buffers:
+                return torch._inductor.compile(graph, inputs, options=_inductor_options(self.mode))
+        if not guarded:
+            return graph
+        cuda_graphs = inputs[-1].device.type == "cuda" and self.backend == "inductor" and not self.looped
+        mode = self.mode or ("reduce-overhead" if cuda_graphs else None)
+        if mode == "reduce-overhead":
+            # Weights are updated in place: CUDA graphs may read them where they are instead of copying them in.
+            for t in inputs:
+                if isinstance(t, nn.Parameter) or any(t is b for b in self.model.buffers()):
                     torch._dynamo.mark_static_address(t)
-            graph = torch.compile(graph, backend=self.backend, mode=mode, fullgraph=True, dynamic=False)
-        return _Program(graph, noise_shapes, call_order, param_slots, buffer_slots, grads_of, guarded)
+        return torch.compile(graph, backend=self.backend, mode=mode, fullgraph=True, dynamic=False)
+
+    def _looped(self, params, buffers, inputs, guarded: bool) -> Callable:
+        """Standard PC as three compiled graphs and a Python loop, so that compiling costs the same at any T:
+
+            sweep:   (Θ, buffers, x, y, noise) → (h = stem(x), y, ŷ, buffers, φ⁰)
+            relax:   (Θ, buffers, h, y, φ, v)  → (F(φ), φ − γ v, v)      run T times
+            settle:  (Θ, buffers, x, y, φ)     → (∂F/∂Θ, F(φ^T))
+
+        Returns a function of the unrolled graph's inputs and outputs. The sweep runs once to give the other two
+        graphs inputs of the right shapes (the first call's sweep runs twice: once here, once in the step).
+        """
+        n, m = len(params), len(buffers)
+        weights_buffers, noise = inputs[:n + m], inputs[n + m + 2:]
+        x, y = inputs[n + m], inputs[n + m + 1]
+        sweep_graph = self._pure(self.traced.sweep, params, buffers, inputs)
+        sweep = self._compile(sweep_graph, inputs, guarded)
+        with torch.no_grad():
+            # Zeros for the noise: tracing must not consume the random stream.
+            h, target, _, *rest = sweep_graph(*weights_buffers, x, y, *(torch.zeros_like(t) for t in noise))
+        phi = rest[m:]
+        velocity = [torch.zeros_like(p) for p in phi] if self.config.momentum else []
+        relax_inputs = [*weights_buffers, h, target, *phi, *velocity]
+        relax = self._compile(self._pure(self.traced.relax, params, buffers, relax_inputs), relax_inputs, guarded)
+        settle_inputs = [*weights_buffers, x, target, *phi]
+        settle = self._compile(self._pure(self.traced.settle, params, buffers, settle_inputs), settle_inputs,
+                               guarded)
+        steps, momentum, batch = self.config.T, self.config.momentum, x.shape[0]
+
+        def looped(*inputs):
+            weights, x = inputs[:n], inputs[n + m]
+            h, target, output, *rest = sweep(*inputs)
+            swept, state = rest[:m], rest[m:]
+            if momentum:
+                state = [*state, *(torch.zeros_like(p) for p in state)]
+            energies = []
+            for _ in range(steps):
+                energy, *state = relax(*weights, *swept, h, target, *state)
+                energies.append(energy)
+            phi = state[: len(state) // 2] if momentum else state
+            *grads, energy = settle(*weights, *swept, x, target, *phi)
+            return [*grads, *swept, torch.stack([*energies, energy]) / batch, output, *phi]
+
+        return looped
 
     def _probe(self, x) -> tuple[list[tuple], list[int]]:
         """One plain pass with the value nodes recording: the shapes of the noisy neurons, and the call order.

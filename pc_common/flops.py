@@ -312,6 +312,42 @@ def time_step(step: Callable[[], None], repeats: int = 20, warmup: int = 3, cloc
     return statistics.median(times)
 
 
+def step_costs(model: nn.Module, fill: Callable, make_step: Callable | None = None, repeats: int = 3,
+               lr: float = 1e-4) -> dict:
+    """The cost of one training step (the gradients, then an Adam step), eager and compiled: FLOPs and seconds.
+
+    Args:
+        model: the network (its weights move by ``repeats`` + 2 small Adam steps per engine).
+        fill: ``fill(step)`` fills ``.grad`` with the step's gradients: eagerly when ``step`` is None, else with
+            the compiled step.
+        make_step: builds the compiled step (:class:`~pc_common.compiled.CompiledStep`); None, or a None result:
+            no compiled figures.
+        repeats: timed steps per figure, after one warm-up (:func:`time_step`: the median, wall time).
+        lr: Adam's step size (small: the timed steps should not change what they time).
+
+    Returns:
+        ``{"flops"}`` (``FlopCounterMode`` on the eager gradients: every product, forward and backward),
+        ``"eager_step_seconds"``, and with a compiled step ``"compile_seconds"`` (tracing and compiling, the first
+        compiled call's extra time) and ``"compiled_step_seconds"``.
+    """
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def one(step=None):
+        opt.zero_grad(set_to_none=True)
+        fill(step)
+        opt.step()
+
+    row = {"flops": counted_step_flops(lambda: fill(None))["total"]}
+    opt.zero_grad(set_to_none=True)
+    row["eager_step_seconds"] = time_step(one, repeats=repeats, warmup=1)
+    step = make_step() if make_step is not None else None
+    if step is not None:
+        one(step)
+        row["compile_seconds"] = step.compile_seconds
+        row["compiled_step_seconds"] = time_step(lambda: one(step), repeats=repeats, warmup=1)
+    return row
+
+
 def three_way(model: nn.Module, x: torch.Tensor, y: torch.Tensor, T: int = 8, loss: str | Loss = "mse") -> dict:
     """The three counts side by side for one batch, in FLOPs: forward, BP step, PC step.
 

@@ -16,6 +16,7 @@ from torch import nn
 
 import pc_common as pc
 import pc_common.compiled
+from pc_common import deep
 from pc_common.recurrent import LSTM, LastStep, TanhRNN
 
 TINY = (784, 8, 6, 10)  # two value nodes: fixed prediction at γ = 1 is exact from T = 2
@@ -366,3 +367,103 @@ def test_a_failed_compile_leaves_the_model_intact(shape, failure, monkeypatch):
         expected_grads, expected_buffers = eager_step(twin, "pc", x, y)
         assert all(torch.equal(a, b) for a, b in zip(grads(model), expected_grads, strict=True))
         assert all(torch.equal(a, b) for a, b in zip(model.buffers(), expected_buffers, strict=True))
+
+
+# The looped step: one compiled update, called T times, instead of the T updates unrolled into one graph.
+
+LOOPED_PC = (pc.PCConfig(T=3, inference_lr=0.2), pc.PCConfig(T=4, inference_lr=0.1, momentum=0.5))
+
+
+@pytest.mark.parametrize("config", LOOPED_PC, ids=["sgd", "momentum"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_looped_step_equals_eager_step_on_every_graph_shape(shape, config):
+    """The looped program (sweep, T updates, the weight gradient at the relaxed state) is the same algorithm as the
+    eager step: in float64 its gradients, energy trace, neurons and buffers are the eager step's to round-off, on
+    every graph shape of the battery, with and without momentum in the neuron updates."""
+    model, x, y = build(shape)
+    twin = copy.deepcopy(model)
+    twin.zero_grad()
+    result = pc.infer(twin, x, y, "mse", config)
+    step = pc.CompiledStep(model, "pc", "mse", config, backend=None, loop=True)
+    output, energies = step(x, y)
+    assert step.looped and step.programs and not step.failed, step.failed
+    assert relative_error(energies, result.energies) <= 1e-12
+    assert relative_error(output, result.output) <= 1e-12
+    for got, expected in zip(grads(model), grads(twin), strict=True):
+        assert relative_error(got, expected) <= 1e-12
+    for got, expected in zip(step.neurons, pc.neurons(twin), strict=True):
+        assert relative_error(got, expected.detach()) <= 1e-12
+    for got, expected in zip(model.buffers(), twin.buffers(), strict=True):
+        assert torch.allclose(got, expected, rtol=1e-12, atol=0)
+
+
+def test_looped_step_draws_the_eager_noise_and_leaves_the_random_stream_alone():
+    """With noisy initial neurons (init_std > 0) the looped step draws the eager sweep's noise from the same seed,
+    and tracing consumes no random numbers: after one step the generator is where the eager step leaves it."""
+    def model():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(6, 5), nn.Tanh(), pc.PCLayer(init_std=0.3), nn.Linear(5, 5), nn.Tanh(),
+                             pc.PCLayer(init_std=0.3), nn.Linear(5, 4)).double()
+    x, y = torch.randn(7, 6, dtype=torch.float64), torch.randn(7, 4, dtype=torch.float64)
+    config = pc.PCConfig(T=5, inference_lr=0.2)
+    eager, looped = model(), model()
+    torch.manual_seed(1)
+    result = pc.infer(eager, x, y, "mse", config)
+    after_eager = torch.get_rng_state()
+    step = pc.CompiledStep(looped, "pc", "mse", config, backend=None, loop=True)
+    torch.manual_seed(1)
+    _, energies = step(x, y)
+    assert torch.equal(torch.get_rng_state(), after_eager)
+    assert relative_error(energies, result.energies) <= 1e-12
+    for got, expected in zip(grads(looped), grads(eager), strict=True):
+        assert relative_error(got, expected) <= 1e-12
+
+
+@pytest.mark.parametrize("failure", [fail_mid_trace, fail_after_trace, fail_in_the_compiler])
+def test_a_failed_looped_compile_leaves_the_model_intact(failure, monkeypatch):
+    """A failure while one of the looped step's three graphs is traced or compiled leaves the model as it was and
+    falls back to the eager step's gradients."""
+    model, x, y = build("BatchNorm")
+    twin = copy.deepcopy(model)
+    before = snapshot(model)
+    failure(monkeypatch, model)
+    step = pc.CompiledStep(model, "pc", "mse", BATTERY_PC, loop=True)
+    model.zero_grad()
+    with pytest.warns(RuntimeWarning, match="eager"):
+        step(x, y)
+    assert not step.programs
+    expected_grads, expected_buffers = eager_step(twin, "pc", x, y)
+    assert all(torch.equal(a, b) for a, b in zip(grads(model), expected_grads, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(model.buffers(), expected_buffers, strict=True))
+    objects, values = before
+    for name, parameter in model.named_parameters():  # the eager step fills .grad and changes no weight
+        assert parameter is objects[name] and torch.equal(parameter.detach(), values[name]), name
+
+
+def test_looped_inductor_step_equals_the_eager_step():
+    """Inductor's three compiled graphs of the looped step reproduce the eager step in float64 on a 6-layer μPC
+    residual network (one compilation of each graph, whatever T is)."""
+    model = deep.residual_network(12, 6, 6, 4, parameterisation="mupc", seed=0, dtype=torch.float64)
+    twin = copy.deepcopy(model)
+    torch.manual_seed(0)
+    x, y = torch.randn(5, 12, dtype=torch.float64), torch.randint(0, 4, (5,))
+    config = pc.PCConfig(T=5, inference_lr=0.2)
+    result = pc.infer(twin, x, y, "mse", config)
+    step = pc.CompiledStep(model, "pc", "mse", config, loop=True)
+    _, energies = step(x, y)
+    assert step.looped and step.programs and not step.failed, step.failed
+    assert relative_error(energies, result.energies) <= 1e-10
+    for got, expected in zip(grads(model), grads(twin), strict=True):
+        assert relative_error(got, expected) <= 1e-10
+
+
+def test_loop_is_the_default_from_loop_from_steps_and_only_for_standard_pc():
+    """T ≥ LOOP_FROM loops by default; BP and fixed prediction cannot loop and say so when asked to."""
+    model = make_mlp(sizes=TINY)
+    long, short = pc.PCConfig(T=pc_common.compiled.LOOP_FROM), pc.PCConfig(T=pc_common.compiled.LOOP_FROM - 1)
+    assert pc.CompiledStep(model, "pc", "mse", long, backend=None).looped
+    assert not pc.CompiledStep(model, "pc", "mse", short, backend=None).looped
+    assert not pc.CompiledStep(model, "bp", "mse", long, backend=None).looped
+    for rule, config in (("bp", long), ("pc", pc.PCConfig(T=40, fixed_prediction=True))):
+        with pytest.raises(ValueError, match="looped"):
+            pc.CompiledStep(model, rule, "mse", config, loop=True)

@@ -186,3 +186,48 @@ def test_inference_converges_to_the_linear_closed_form_energy(engine):
 def test_per_sample_step_converts_a_batch_mean_step():
     """jpc's activity step c on the batch-mean energy is c/B per sample: μPC's 0.5 at batch 64 is 0.0078125."""
     assert deep.per_sample_step(0.5, 64) == 0.5 / 64
+
+
+@pytest.fixture
+def uncompiled(monkeypatch):
+    """CompiledStep with the traced graphs run as they are (``backend=None``): the same algorithm, without seconds
+    of Inductor compilation per graph."""
+    real = pc.CompiledStep
+    monkeypatch.setattr(pc, "CompiledStep", lambda *args, **kw: real(*args, **{**kw, "backend": None}))
+
+
+def test_depth_training_with_compiled_steps_equals_eager_training(digits, uncompiled):
+    """``depth.py run --compile``: BP's compiled step and standard PC's looped one train the network to the eager
+    run's weights (float32 round-off), with the same counters; ePC has no compiled step and runs its eager one."""
+    from classification import depth
+
+    assert depth.compiled_step("epc", depth.build("epc", 4, 8, 0), depth.pc_config(4, 0.1)) is None
+    data = depth.standardise(digits)
+    for method, gamma in (("bp", None), ("mupc", 0.1)):
+        runs = [depth.train(method, 4, 8, 0, 0.01, gamma, data, max_batches=3, splits=("val",), compile=c)
+                for c in (False, True)]
+        assert runs[0]["batches"] == runs[1]["batches"] == 3
+        assert runs[0]["energy_rises"] == runs[1]["energy_rises"]
+        for a, b in zip(runs[0]["weight_change"], runs[1]["weight_change"], strict=True):
+            assert abs(a - b) <= 1e-5 * max(abs(a), 1e-3)
+
+
+def test_depth_speed_reports_every_method_engine_and_flop_ratio(digits, uncompiled):
+    """``depth.py speed``: a row per (method, depth) with the counted FLOPs and their ratio to BP's at that depth,
+    eager and compiled seconds, and no compiled figure for ePC. BP on either parameterisation does the same
+    products (ratio 1); a PC method does BP's forward products and weight gradients plus T = L − 1 relaxation
+    steps, each a pass and a sending of the errors, so its ratio exceeds 1 and grows with depth."""
+    from classification import depth
+
+    report = depth.speed(depth.standardise(digits), depths=(3, 5), width=8, repeats=1)
+    rows = {(r["method"], r["depth"]): r for r in report["rows"]}
+    assert set(rows) == {(m, d) for m in depth.METHODS for d in (3, 5)}
+    for (method, d), row in rows.items():
+        assert row["eager_step_seconds"] > 0 and row["eager_epoch_seconds"] > row["eager_step_seconds"]
+        assert ("compiled_step_seconds" in row) == (method != "epc")
+        if method.startswith("bp"):
+            assert row["T"] is None and row["flops_over_bp"] == 1.0
+        else:
+            assert row["T"] == d - 1 and row["flops_over_bp"] > 1.0
+    for method in ("pc", "mupc", "epc"):
+        assert rows[(method, 5)]["flops_over_bp"] > rows[(method, 3)]["flops_over_bp"]

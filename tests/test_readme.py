@@ -457,8 +457,9 @@ QUOTES = [
      "per encoder pass of the BP autoencoder |"
      " {v('ratios_vs_T/mlp/flop pc-decoder coding')[v('ratios_vs_T/mlp/T').index(35)]:.1f}× |"),
     ("docs/performance.md", COMPRESSION_FLOPS,
-     "per encode-and-decode pass of the BP autoencoder |"
-     " {find('agreement', arch='mlp', operation='pc-decoder coding')['analytic']"
+     "per encode-and-decode pass of the BP autoencoder, as `compression/FLOPs.ipynb` prints it |"
+     " {(find('agreement', arch='mlp', operation='pc-decoder coding')['analytic']"
+     " + find('agreement', arch='mlp', operation='decoder forward')['analytic'])"
      " / find('agreement', arch='mlp', operation='autoencoder forward')['analytic']:.1f}× |"),
     ("docs/performance.md", COMPRESSION_FLOPS,
      "per encoder pass, in `compression/FLOPs.ipynb` |"
@@ -492,7 +493,10 @@ QUOTES = [
      " β = {v('pc/hyperparameters/output_precision'):g})"),
     ("docs/results.md", CNN_5K,
      "below BP in {sum(d < 0 for d in diff('test_accuracy/per_seed'))} of the {len(diff('test_accuracy/per_seed'))}"
-     " seed pairs"),
+     " seed pairs, {paired()} points"),
+    ("docs/results.md", MLP_5K,
+     "below BP in {sum(d < 0 for d in diff('test_accuracy/per_seed'))} of the {len(diff('test_accuracy/per_seed'))}"
+     " seed pairs, PC − BP = {paired()} points"),
     ("docs/results.md", SEQUENCES,
      "tanh RNN, {v('rowmnist/epochs')} epochs: test accuracy (%), time per epoch vs BP"
      " | {pct('rowmnist/runs/BP/test_accuracy'):.1f} | fixed prediction"
