@@ -195,3 +195,33 @@ def test_the_check_chooses_by_its_stated_rule():
     records = [r for r in records if r["setting"] != pc(0.1)]  # no quiet setting left: the best that finished
     assert choose(summarise(records))["setting"] == pc(0.2)
     assert choose(summarise(records))["without_alarms"] is False
+
+
+def test_sequence_speed_times_every_rule_and_loops_standard_pc(monkeypatch, tmp_path):
+    """``sequences.py speed --task words``: BP, fixed prediction and the chosen standard PC, each with its counted
+    FLOPs (fixed prediction and standard PC do BP's products and more, so their ratios exceed 1), eager and compiled
+    seconds; standard PC's compiled step is the looped one, fixed prediction's the unrolled one."""
+    from test_data import fake_word_lists
+
+    from classification import sequences
+
+    fake_word_lists(tmp_path)
+    monkeypatch.setattr("pc_common.data.WORDS_PER_LANGUAGE", 10)
+    monkeypatch.setattr(sequences, "load_dataset", lambda name, *a, **kw: pc_common.load_dataset(
+        name, *a, **{**kw, "root": tmp_path}))
+    made = []
+
+    def uncompiled(*args, **kw):  # the traced graphs run as they are: no seconds of Inductor per graph
+        made.append(pc_common.CompiledStep(*args, **{**kw, "backend": None}))
+        return made[-1]
+
+    monkeypatch.setattr(sequences, "CompiledStep", uncompiled)
+    report = sequences.speed("words", repeats=1)
+    rows = report["rows"]
+    assert list(rows) == ["bp", "fixed prediction", "standard"]
+    assert rows["bp"]["flops_over_bp"] == 1.0
+    for key in ("fixed prediction", "standard"):
+        assert rows[key]["flops_over_bp"] > 1.0
+        assert rows[key]["eager_step_seconds"] > 0 and rows[key]["compiled_step_seconds"] > 0
+    assert [step.looped for step in made] == [False, False, True]
+    assert report["setting"]["batches_per_epoch"] >= 1
