@@ -285,6 +285,13 @@ FROZEN = ("{mean([next((i for i, w in enumerate(u['weight_change']) if w >= 1e-6
           " for u in v('runs') if u['method'] == 'mupc' and u['depth'] == %d]):.0f}")
 COMPRESSION = "compression/results/comparison.json"
 COMPRESSION_FLOPS = "compression/results/flops.json"
+SPEED_WORDS = "classification/results/sequence_speed_words.json"
+SPEED_TEXT = "classification/results/sequence_speed_shakespeare.json"
+# A row of the looped-step tables: seconds per epoch eager / compiled, and the ratios to BP's.
+EPOCHS_EC = ("{v(f'rows/{k}/eager_epoch_seconds'):.2f} / {v(f'rows/{k}/compiled_epoch_seconds'):.2f}"
+             " ({v(f'rows/{k}/eager_time_over_bp'):.1f}× / {v(f'rows/{k}/compiled_time_over_bp'):.1f}× BP;"
+             " FLOPs {v(f'rows/{k}/flops_over_bp'):.1f}×) |")
+BP_EC = "| {v('rows/bp/eager_epoch_seconds'):.2f} / {v('rows/bp/compiled_epoch_seconds'):.2f} |"
 # Runs of the diagnosis files, by name.
 ADAMW_001 = "runs/PC: β = 0.01, AdamW 1e-3 cosine"
 SGD_001 = "runs/PC: β = 0.01, plain SGD 0.05 cosine"
@@ -300,6 +307,27 @@ FIRST_ALARMS = "{v('pc/history/0/alarms/0/epoch')} (seed {v('pc/hyperparameters/
                " {v('pc/history/1/alarms/0/epoch')} (seed {v('pc/hyperparameters/seeds/1')})"
 
 QUOTES = [
+    # docs/performance.md: the looped compiled step on the sequence tasks.
+    ("docs/performance.md", SPEED_WORDS,
+     "seconds per epoch, eager / compiled " + BP_EC + " standard PC (T = {v('rows/standard/setting/T')}, looped): "
+     + EPOCHS_EC.replace("{k}", "standard")),
+    ("docs/performance.md", SPEED_WORDS,
+     "the same, fixed prediction (T = {v('rows/fixed prediction/setting/T')}, unrolled) " + BP_EC + " "
+     + EPOCHS_EC.replace("{k}", "fixed prediction")),
+    ("docs/performance.md", SPEED_WORDS,
+     "words: compile time (s) | {v('rows/bp/compile_seconds'):.1f} | standard PC"
+     " {v('rows/standard/compile_seconds'):.1f}; fixed prediction {v('rows/fixed prediction/compile_seconds'):.1f} |"),
+    ("docs/performance.md", SPEED_TEXT,
+     "{v('setting/chars'):,} characters): seconds per epoch, eager / compiled " + BP_EC
+     + " standard PC (T = {v('rows/standard/setting/T')}, no gate nodes, looped): "
+     + EPOCHS_EC.replace("{k}", "standard")),
+    ("docs/performance.md", SPEED_TEXT,
+     "the same, fixed prediction (T = {v('rows/fixed prediction/setting/T')}, eager only: its unrolled graph is not"
+     " compiled) | {v('rows/bp/eager_epoch_seconds'):.2f} | {v('rows/fixed prediction/eager_epoch_seconds'):.2f}"
+     " ({v('rows/fixed prediction/eager_time_over_bp'):.1f}× BP; FLOPs {v('rows/fixed prediction/flops_over_bp'):.1f}×) |"),
+    ("docs/performance.md", SPEED_TEXT,
+     "Shakespeare: compile time (s) | {v('rows/bp/compile_seconds'):.1f} | standard PC"
+     " {v('rows/standard/compile_seconds'):.1f} |"),
     # README.md: the key results.
     ("README.md", GRADCHECK, FIXED_PREDICTION),
     ("README.md", GRADCHECK,
