@@ -280,6 +280,20 @@ def _depth_row(method: str, label: str) -> str:
             + f" | {_depth_cell(method, 32, 'seconds_per_epoch', 1, '.0f')} |")
 
 
+DEPTH_SPEED = "classification/results/depth_speed.json"
+
+
+def _speed_cell(method: str, depth: int) -> str:
+    """A cell of docs/full_scale.md's depth-speed table: ms per step eager / compiled, and the FLOP ratio to BP."""
+    row = f"find('rows', method='{method}', depth={depth})"
+    compiled = (" / {1e3 * %s['compiled_step_seconds']:.1f} ms" % row) if method != "epc" else " ms, eager only"
+    return ("{1e3 * %s['eager_step_seconds']:.1f}" % row) + compiled + (" ({%s['flops_over_bp']:.1f}×)" % row)
+
+
+def _speed_row(method: str, label: str) -> str:
+    return f"| {label} | " + " | ".join(_speed_cell(method, depth) for depth in (8, 32, 128)) + " |"
+
+
 # Layers counted from the input whose weights did not move (‖ΔW‖/‖W(0)‖ < 1e-6), mean over the runs of a cell.
 FROZEN = ("{mean([next((i for i, w in enumerate(u['weight_change']) if w >= 1e-6), len(u['weight_change']))"
           " for u in v('runs') if u['method'] == 'mupc' and u['depth'] == %d]):.0f}")
@@ -563,6 +577,12 @@ QUOTES = [
     ("docs/full_scale.md", DEPTH, "width N = {v('settings/width')}, L weight layers, batch {v('settings/batch_size')},"
      " squared error on one-hot labels, β = {v('settings/output_precision'):g}, {v('settings/optimizer')}"),
     ("docs/full_scale.md", DEPTH, "Each method's α and γ were chosen at L = {v('settings/tune_depth')}"),
+    *[("docs/full_scale.md", DEPTH_SPEED, _speed_row(m, label)) for m, label in (
+        ("bp", "BP (μPC net)"), ("pc", "standard PC (SP net)"), ("mupc", "μPC"), ("epc", "ePC"))],
+    ("docs/full_scale.md", DEPTH_SPEED,
+     "| compile time (s), BP / standard PC / μPC | " + " | ".join(" / ".join(
+         "{find('rows', method='%s', depth=%d)['compile_seconds']:.0f}" % (m, d) for m in ("bp", "pc", "mupc"))
+         for d in (8, 32, 128)) + " |"),
     # docs/history.md.
     ("docs/history.md", BETA_01, "the guard's first alarm came at epoch {v('pc/history/0/alarms/0/epoch')} and"
      " {v('pc/history/1/alarms/0/epoch')} of the two seeds"),
