@@ -17,6 +17,15 @@ majority class and naive Bayes on the bag of character bigrams.
     .venv/bin/python classification/sequences.py run --task words --parts PARTS
     .venv/bin/python classification/sequences.py merge --task words --parts PARTS   # → results/sequence_words.*
 
+Shakespeare's whole text (``--task text``): BP, fixed prediction at γ = 1, T = depth (BPTT's update) and the
+standard-PC setting the check chose, on every character of the complete works (about 5M; ``--chars N``: the first
+N), ``--epochs`` epochs (default 1), three seeds, compiled steps (standard PC's looped; ``--no-compile``: eager). Each
+run records the test accuracy and bits per character at its best-validation epoch and 200 sampled characters; the
+merge adds the n-gram baselines of the same text. On a GPU:
+
+    .venv/bin/python classification/sequences.py run --task text --parts PARTS --device cuda --epochs 3
+    .venv/bin/python classification/sequences.py merge --task text --parts PARTS   # → results/sequence_shakespeare_text.json
+
 ``speed`` (:func:`speed`) times one training step of each rule on a task's model, eager and compiled (standard PC as
 one compiled inference update looped T times), beside the FLOPs of a step:
 
@@ -44,7 +53,7 @@ import numpy as np
 import torch
 
 from classification.models.sequence import char_model, depth, word_classifier
-from classification.models.text import NGram, load_shakespeare, split_codes
+from classification.models.text import NGram, load_shakespeare, sample, split_codes
 from classification.models.words import BigramNaiveBayes
 from pc_common import CompiledStep, PCConfig, bp_gradients, cli, fit, infer, load_dataset, seed_everything
 from pc_common import runs as run_folders
@@ -113,18 +122,24 @@ def per_position_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tens
     return correct.float().mean(0).tolist()
 
 
-def train_one(setting: dict | None, seed: int, max_batches: int | None = None, checkpoint: Path | None = None) -> dict:
-    """Three epochs of one setting from seed ``seed``: the history, the guard's alarms, or where it diverged.
+def train_one(setting: dict | None, seed: int, max_batches: int | None = None, checkpoint: Path | None = None,
+              chars: int | None = SETTING["chars"], epochs: int = SETTING["epochs"], device="cpu",
+              compile: bool = False, text_sample: bool = False) -> dict:
+    """``epochs`` epochs of one setting from seed ``seed`` on the first ``chars`` characters (None: all): the history,
+    the guard's alarms, or where it diverged.
 
     ``checkpoint``: the run's checkpoint, written after every epoch; a run that stopped there continues (see
-    :func:`pc_common.fit`).
+    :func:`pc_common.fit`). ``compile``: train with the compiled step (the eager step's gradients to round-off).
+    ``text_sample``: record the test bits per character at the best-validation epoch and 200 characters sampled
+    from the trained model.
     """
-    data, vocab = load_shakespeare(SETTING["seq_len"], SETTING["chars"], SETTING["batch"], seed=seed, device="cpu")
+    data, vocab = load_shakespeare(SETTING["seq_len"], chars, SETTING["batch"], seed=seed, device=device)
     seed_everything(seed)
-    gates = True if setting is None else setting["gate_nodes"]
-    model = char_model(len(vocab), "lstm", SETTING["hidden"], gate_nodes=gates)
+    gates = True if setting is None else setting.get("gate_nodes", True)
+    model = char_model(len(vocab), "lstm", SETTING["hidden"], gate_nodes=gates).to(data.train.x.device)
     config = PCConfig() if setting is None else PCConfig(
-        T=setting["T"], inference_lr=setting["inference_lr"], output_precision=setting["output_precision"],
+        T=setting["T"], inference_lr=setting["inference_lr"], output_precision=setting.get("output_precision", 1.0),
+        fixed_prediction=setting.get("fixed_prediction", False),
         max_energy_rise=float(setting.get("max_energy_rise", PCConfig.max_energy_rise)))
     record = {"setting": setting, "seed": seed}
     trained = []  # epochs whose training finished: a run that diverges stopped in the next one
@@ -137,9 +152,9 @@ def train_one(setting: dict | None, seed: int, max_batches: int | None = None, c
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # the guard's alarms are in the history
-            history = fit(model, data, "bp" if setting is None else "pc", epochs=SETTING["epochs"],
+            history = fit(model, data, "bp" if setting is None else "pc", epochs=epochs,
                           lr=SETTING["lr"], loss="ce", pc=config, max_batches=max_batches, progress=False,
-                          on_epoch=count, checkpoint=checkpoint)
+                          on_epoch=count, checkpoint=checkpoint, compile=compile)
     except FloatingPointError as err:  # infer stops a relaxation whose energy blows up
         saved = saved_history(checkpoint)  # the epochs trained, also those an earlier process trained
         record.update(diverged=str(err), diverged_in_epoch=(len(trained) if saved is None else len(saved.epochs)) + 1)
@@ -147,14 +162,21 @@ def train_one(setting: dict | None, seed: int, max_batches: int | None = None, c
         record.update(history=history.to_dict(),
                       val_accuracy_by_position=per_position_accuracy(model, data.val.x, data.val.y),
                       test_accuracy_by_position=per_position_accuracy(model, data.test.x, data.test.y))
+        if text_sample:
+            best = history.epochs[history.best_epoch]
+            # The loss is summed over the window's L positions, in nats.
+            record["test_bits_per_character"] = best["test_loss"] / (SETTING["seq_len"] * math.log(2))
+            generator = torch.Generator().manual_seed(seed)
+            record["sample"] = SAMPLE_PROMPT + sample(model, vocab, SAMPLE_PROMPT, 200, 0.8, SETTING["seq_len"],
+                                                      generator)
     record["wall_seconds"] = time.perf_counter() - start
     return record
 
 
-def baselines() -> dict:
+def baselines(chars: int | None = SETTING["chars"]) -> dict:
     """Unigram, bigram and trigram accuracy on the validation and test windows (overall and per position)."""
-    (train, _, _), vocab = split_codes(SETTING["chars"])
-    data, _ = load_shakespeare(SETTING["seq_len"], SETTING["chars"], SETTING["batch"], device="cpu")
+    (train, _, _), vocab = split_codes(chars)
+    data, _ = load_shakespeare(SETTING["seq_len"], chars, SETTING["batch"], device="cpu")
     result = {}
     for n in ORDERS:
         model = NGram(train, n, len(vocab))
@@ -322,6 +344,61 @@ def merge(parts: Path, output: Path = OUTPUT, code_commit: str | None = None) ->
     fig = plot(results)
     fig.savefig(output.with_suffix(".png"), dpi=120, bbox_inches="tight")
     plt.close(fig)
+    return results
+
+
+# Shakespeare's whole text (issue 23): BP, fixed prediction (T = depth: BPTT's update) and the standard-PC setting
+# that the 200,000-character check chose, on every character of the complete works (or the first --chars).
+TEXT_OUTPUT = RESULTS / "sequence_shakespeare_text"
+TEXT_EPOCHS = 1
+SAMPLE_PROMPT = "HAMLET.\n"
+
+
+def text_rules() -> dict[str, dict | None]:
+    """{label: setting}: BP, fixed prediction at γ = 1 and T = the LSTM's depth, and the check's chosen setting."""
+    chosen = json.loads(OUTPUT.with_suffix(".json").read_text())["chosen"]["setting"]
+    fixed = {"T": depth("lstm", SETTING["seq_len"]), "inference_lr": 1.0, "fixed_prediction": True}
+    return {"BP": None, "PC fixed prediction": fixed, "PC standard": chosen}
+
+
+def run_text(parts: Path, seeds=SEEDS, chars: int | None = None, epochs: int = TEXT_EPOCHS,
+             max_batches: int | None = None, checkpoints: Path | None = None, device="auto",
+             compile: bool = True) -> None:
+    """Every (rule, seed) of the whole-text task not yet in ``parts``; one JSON per run, with the test bits per
+    character and a text sample."""
+    for seed in seeds:
+        for setting in text_rules().values():
+            path = parts / f"text_{name(setting)}_seed{seed}.json"
+            if path.exists():
+                continue
+            # Fixed prediction's T = 96 updates would be unrolled into one graph (no looped step): it runs eagerly.
+            fixed = setting is not None and setting.get("fixed_prediction", False)
+            record = train_one(setting, seed, max_batches, run_folders.part_checkpoint(checkpoints, path), chars,
+                               epochs, device, compile and not fixed, text_sample=True)
+            record.update(chars=chars, epochs=epochs)
+            _write_part(path, record)
+
+
+def merge_text(parts: Path, output: Path = TEXT_OUTPUT, code_commit: str | None = None) -> dict:
+    """Gather the whole-text parts: the settings, the n-gram baselines on the same text, per rule the test accuracy
+    and its paired difference to BP, bits per character, and one sample per rule (seed 0)."""
+    records = [json.loads(p.read_text()) for p in sorted(parts.glob("text_*.json"))]
+    if not records:
+        raise ValueError(f"no whole-text parts (text_*.json) in {parts}")
+    chars = {r["chars"] for r in records}
+    if len(chars) > 1:
+        raise ValueError(f"the parts in {parts} were trained on different slices: {sorted(map(str, chars))}")
+    summary = summarise(records)
+    labels = {name(s): label for label, s in text_rules().items()}
+    for key, row in summary.items():
+        done = [r for r in records if name(r["setting"]) == key and "history" in r]
+        if done:
+            row["test_bits_per_character"] = mean_se([r["test_bits_per_character"] for r in done])
+            row["sample"] = min(done, key=lambda r: r["seed"])["sample"]
+    results = {"setting": {**SETTING, "chars": chars.pop(), "epochs": records[0]["epochs"], "code_commit": code_commit,
+                           "wall_seconds": sum(r["wall_seconds"] for r in records)},
+               "labels": labels, "baselines": baselines(records[0]["chars"]), "summary": summary, "runs": records}
+    write_json(output.with_suffix(".json"), results)
     return results
 
 
@@ -562,6 +639,9 @@ def train_parts(args: argparse.Namespace) -> None:
     with folder.stops():
         if args.task == "words":
             run_words(args.parts, args.seeds, args.max_batches, folder.path)
+        elif args.task == "text":
+            run_text(args.parts, args.seeds, args.chars, args.epochs, args.max_batches, folder.path, args.device,
+                     not args.no_compile)
         else:
             run(args.parts, args.seeds, args.only, args.max_batches, folder.path)
     folder.finish()
@@ -575,7 +655,13 @@ def main(argv: list[str] | None = None) -> None:
                         "time one step of each rule, eager and compiled (--json)")
     p.add_argument("--json", type=Path, default=None, help="speed: write the results here")
     p.add_argument("--repeats", type=cli.positive_int, default=3, help="speed: timed steps per figure")
-    p.add_argument("--task", choices=("shakespeare", "words"), default="shakespeare", help="which experiment")
+    p.add_argument("--task", choices=("shakespeare", "words", "text"), default="shakespeare",
+                   help="which experiment (text: Shakespeare's whole text)")
+    p.add_argument("--chars", type=cli.positive_int, default=None,
+                   help="text: train on the first CHARS characters (default: the complete works)")
+    p.add_argument("--epochs", type=cli.positive_int, default=TEXT_EPOCHS, help="text: epochs per run")
+    p.add_argument("--device", type=cli.device, default="auto", help="text: cpu, cuda, … or auto")
+    p.add_argument("--no-compile", action="store_true", help="text: eager steps only")
     p.add_argument("--parts", type=Path, default=None,
                    help="folder of the per-(setting, seed) JSON parts (required but with --resume)")
     p.add_argument("--seeds", type=cli.non_negative_int, nargs="+", default=list(SEEDS), help="seeds to run")
@@ -597,6 +683,12 @@ def main(argv: list[str] | None = None) -> None:
     words = args.task == "words"
     if args.command == "run":
         train_parts(args)
+        return
+    if args.task == "text":
+        results = merge_text(args.parts, args.output or TEXT_OUTPUT, args.code_commit)
+        print(json.dumps({results["labels"].get(k, k): {"test": v.get("test_accuracy", {}).get("mean"),
+                                                        "bits/char": v.get("test_bits_per_character", {}).get("mean")}
+                          for k, v in results["summary"].items()}, indent=1))
         return
     results = (merge_words if words else merge)(args.parts, args.output or (WORDS_OUTPUT if words else OUTPUT),
                                                 args.code_commit)

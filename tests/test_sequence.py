@@ -225,3 +225,27 @@ def test_sequence_speed_times_every_rule_and_loops_standard_pc(monkeypatch, tmp_
         assert rows[key]["eager_step_seconds"] > 0 and rows[key]["compiled_step_seconds"] > 0
     assert [step.looped for step in made] == [False, False, True]
     assert report["setting"]["batches_per_epoch"] >= 1
+
+
+def test_whole_text_task_runs_every_rule_and_merges_bits_and_samples(tmp_path):
+    """``sequences.py run/merge --task text`` on a small slice and two batches: a part per (rule, seed) with the test
+    bits per character, which is the summed cross-entropy per window over L · ln 2 (the loss is in nats, summed over
+    the window's L positions), and a sample that starts with the prompt; the merge has the n-gram baselines of the
+    same slice and a paired difference to BP."""
+    import math
+
+    from classification import sequences
+
+    sequences.run_text(tmp_path, seeds=(0,), chars=20_000, max_batches=2, device="cpu", compile=False)
+    parts = sorted(tmp_path.glob("text_*.json"))
+    assert len(parts) == 3
+    results = sequences.merge_text(tmp_path, tmp_path / "out")
+    assert results["setting"]["chars"] == 20_000 and set(results["baselines"]) == {"1-gram", "2-gram", "3-gram"}
+    for run in results["runs"]:
+        best = run["history"]["epochs"][run["history"]["best_epoch"]]
+        assert math.isclose(run["test_bits_per_character"],
+                            best["test_loss"] / (sequences.SETTING["seq_len"] * math.log(2)))
+        assert run["sample"].startswith(sequences.SAMPLE_PROMPT) and len(run["sample"]) == len(
+            sequences.SAMPLE_PROMPT) + 200
+    assert set(results["labels"].values()) == {"BP", "PC fixed prediction", "PC standard"}
+    assert all("test_minus_bp" in row for key, row in results["summary"].items() if key != "bp")
