@@ -26,6 +26,8 @@ from .utils import pick_device
 EMBEDDED = "mnist-5k"
 # The image datasets (the scripts' --dataset choices); load_dataset also reads the sequence task WORDS.
 DATASETS = (EMBEDDED, "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn")
+# Classes per dataset, by its definition: not read off the labels, which a small subset may not all contain.
+NUM_CLASSES = {EMBEDDED: 10, "mnist": 10, "fashion-mnist": 10, "cifar10": 10, "cifar100": 100, "svhn": 10}
 WORDS = "words"
 # Images per class in the embedded split: train / validation / test (500 per class in all).
 MNIST5K_SPLIT = (350, 50, 100)
@@ -444,7 +446,7 @@ def load_dataset(
         val=TensorLoader(xva, yva, eval_batch_size),
         test=TensorLoader(xte, yte, eval_batch_size),
         input_shape=tuple(xtr.shape[1:]),
-        num_classes=len(classes) or int(ytr.max()) + 1,
+        num_classes=len(classes) or NUM_CLASSES[name],
         classes=classes,
         alphabet=alphabet,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import pickle
@@ -147,10 +148,11 @@ class _FakeTorchvision:
 ])
 def test_torchvision_datasets_become_channel_first_tensors(monkeypatch, tmp_path, no_system_data, name, cls, shape):
     """A downloaded dataset (faked in its own storage layout) becomes (N, C, H, W) floats in [0, 1] = bytes / 255,
-    with ``val_size`` training images held out for validation and the test split from the test set."""
+    with ``val_size`` training images held out for validation and the test split from the test set. The number of
+    classes is the dataset's own (100 for CIFAR-100), not read off the labels, of which the fakes hold only 0…9."""
     monkeypatch.setattr(torchvision.datasets, cls, lambda *a, **k: _FakeTorchvision(cls, *a, **k))
     splits = pc.load_dataset(name, batch_size=8, val_size=10, root=tmp_path, device="cpu")
-    assert splits.input_shape == shape and splits.num_classes == 10
+    assert splits.input_shape == shape and splits.num_classes == (100 if name == "cifar100" else 10)
     assert (len(splits.train.x), len(splits.val.x), len(splits.test.x)) == (30, 10, 15)
     raw = _FakeTorchvision(cls, tmp_path, train=False, split="test")
     first = torch.as_tensor(raw.data[0]).float() / 255
@@ -419,3 +421,21 @@ def test_real_word_lists():
     n = len(WORD_LISTS)
     assert (len(data.train.x), len(data.val.x), len(data.test.x)) == (2400 * n, 300 * n, 300 * n)
     assert WORDS_PER_LANGUAGE == 3000
+
+
+@pytest.mark.parametrize("name, cls, num_classes", [("svhn", "SVHN", 10), ("cifar100", "CIFAR100", 100)])
+def test_the_image_benchmark_commands_run_on_torchvision_files(monkeypatch, tmp_path, name, cls, num_classes):
+    """The commands docs/full_scale.md gives for SVHN, CIFAR-10 and CIFAR-100 (`compare.py --model cnn --dataset
+    …`) train both rules end to end on files in torchvision's format: the CNN takes 3 × 32 × 32 inputs and gets one
+    output per class, and both rules report a test accuracy."""
+    from classification import compare
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", lambda *a, **k: pytest.fail("tried to download"))
+    write_torchvision_files(monkeypatch, tmp_path, cls, num_classes=num_classes)
+    monkeypatch.setenv("PC_DATA_DIR", str(tmp_path))
+    # 6 of the 30 fake training images for validation (the real default, 5,000, is more than the fakes hold).
+    monkeypatch.setattr(compare, "load_dataset", functools.partial(pc.load_dataset, val_size=6))
+    results = compare.main(["--model", "cnn", "--dataset", name, "--epochs", "1", "--seeds", "1", "--max-batches", "1",
+                            "--batch-size", "8", "--device", "cpu", "--no-compile"])
+    for rule in ("bp", "pc"):
+        assert 0.0 <= results[rule]["test_accuracy"]["mean"] <= 1.0
