@@ -19,7 +19,7 @@ majority class and naive Bayes on the bag of character bigrams.
 
 Shakespeare's whole text (``--task text``): BP, fixed prediction at γ = 1, T = depth (BPTT's update) and the
 standard-PC setting the check chose, on every character of the complete works (about 5M; ``--chars N``: the first
-N), ``--epochs`` epochs (default 1), three seeds, compiled steps (standard PC's looped; ``--no-compile``: eager). Each
+N), ``--epochs`` epochs (default 1), three seeds, compiled steps (the PC steps looped; ``--no-compile``: eager). Each
 run records the test accuracy and bits per character at its best-validation epoch and 200 sampled characters; the
 merge adds the n-gram baselines of the same text. On a GPU:
 
@@ -57,7 +57,6 @@ from classification.models.text import NGram, load_shakespeare, sample, split_co
 from classification.models.words import BigramNaiveBayes
 from pc_common import CompiledStep, PCConfig, bp_gradients, cli, fit, infer, load_dataset, seed_everything
 from pc_common import runs as run_folders
-from pc_common.compiled import LOOP_FROM
 from pc_common.flops import step_costs
 from pc_common.training import saved_history
 from pc_common.utils import write_json
@@ -371,10 +370,8 @@ def run_text(parts: Path, seeds=SEEDS, chars: int | None = None, epochs: int = T
             path = parts / f"text_{name(setting)}_seed{seed}.json"
             if path.exists():
                 continue
-            # Fixed prediction's T = 96 updates would be unrolled into one graph (no looped step): it runs eagerly.
-            fixed = setting is not None and setting.get("fixed_prediction", False)
             record = train_one(setting, seed, max_batches, run_folders.part_checkpoint(checkpoints, path), chars,
-                               epochs, device, compile and not fixed, text_sample=True)
+                               epochs, device, compile, text_sample=True)
             record.update(chars=chars, epochs=epochs)
             _write_part(path, record)
 
@@ -570,9 +567,10 @@ def speed(task: str, repeats: int = 3, chars: int = SETTING["chars"]) -> dict:
     """Seconds per training step (gradients and Adam's step) of BP, fixed-prediction PC and the chosen standard PC
     on one task's model and batch, eager and compiled, beside the FLOPs of a step and their ratio to BP's.
 
-    Compiled: BP's step and fixed prediction's are one graph each (the T updates unrolled), standard PC's is one
-    inference update compiled once and looped T times (``CompiledStep(loop=True)``), so that its compile time does
-    not grow with T. ``epoch_seconds``: a step's time × the batches of one epoch of the task's training set.
+    Compiled: BP's step is one graph; standard PC's is one inference update compiled once and looped T times
+    (``CompiledStep(loop=True)``), so that its compile time does not grow with T; fixed prediction's is looped too
+    from T = ``LOOP_FROM`` on (the LSTM's T = 96) and unrolled below it (the words RNN's T = 12).
+    ``epoch_seconds``: a step's time × the batches of one epoch of the task's training set.
     """
     if task == "words":
         data = load_dataset("words", WORDS_SETTING["batch"], seed=0, device="cpu")
@@ -607,12 +605,10 @@ def speed(task: str, repeats: int = 3, chars: int = SETTING["chars"]) -> dict:
             else:
                 infer(model, x, y, "ce", config)
 
-        looped = rule == "pc" and not config.fixed_prediction
-        # Fixed prediction has no looped step: its T updates are unrolled into one graph, which for the LSTM's
-        # T = 96 takes too long to compile to be worth timing; it is timed eagerly only.
-        unrolled_too_long = rule == "pc" and config.fixed_prediction and config.T >= LOOP_FROM
-        make = None if unrolled_too_long else functools.partial(CompiledStep, model, rule, "ce", config,
-                                                                 loop=True if looped else None)
+        # Standard PC loops one compiled update; fixed prediction too from T = LOOP_FROM on (the LSTM's T = 96), and
+        # below it (the words RNN's T = 12) unrolls its updates into one graph.
+        make = functools.partial(CompiledStep, model, rule, "ce", config,
+                                 loop=True if rule == "pc" and not config.fixed_prediction else None)
         rows[key] = {"setting": setting, **step_costs(model, fill, make, repeats)}
         for engine in ("eager", "compiled"):
             if f"{engine}_step_seconds" in rows[key]:

@@ -79,7 +79,7 @@ from .step import (
 # computed 24 times, and the step took 0.23 ms less. (At 8: 20 times, GELU 0.07 ms faster again, leaky-ReLU 0.03 ms
 # slower.)
 REALIZE_OPCOUNT = 16
-# From this many inference steps on, a standard PC step is compiled as one update looped T times rather than unrolled:
+# From this many inference steps on, a PC step is compiled as one update looped T times rather than unrolled:
 # an unrolled graph's compile time grows with T (classification/benchmark.py --depth measures both).
 LOOP_FROM = 32
 
@@ -232,6 +232,47 @@ class _Step:
         sgd_(phi, grads, velocity, config.inference_lr, config.momentum)
         return (energy, *phi, *(velocity or []))
 
+    def fixed_sweep(self, x, target, *noise):
+        """Fixed prediction's sweep: (the dense target, ŷ, βΣL, the buffers, φ⁰, μ̄, what ε_out sends to each neuron,
+        ε⁰ = φ⁰ − μ̄), everything the loop keeps frozen."""
+        sub, config = self.substitution, self.config
+        with sub.installed():
+            output = sub.run(self.model, x, None, noise)
+        phi, mu_bar = sub.phis, [mu.detach() for mu in sub.mus]
+        target = dense_target(self.loss, output, target)
+        out_term, eps_out = weighted_output_error(self.loss, output, target, config.output_precision)
+        frozen = send_errors([output], [eps_out], phi)
+        frozen = [torch.zeros_like(p) if f is None else f for p, f in zip(phi, frozen)]
+        return (target, output.detach(), out_term, *self.buffers(), *[p.detach() for p in phi], *mu_bar, *frozen,
+                *errors(phi, mu_bar))
+
+    def fixed_relax(self, x, out_term, *state):
+        """One update of the errors through the Jacobians of the feed-forward pass (recomputed at φ⁰):
+        (F, ε ← ε − γ v, v ← m v + ∂F/∂ε); state = (φ⁰, frozen, ε[, v])."""
+        config, sub = self.config, self.substitution
+        k = len(state) // (4 if config.momentum else 3)
+        phi = [p.detach().requires_grad_() for p in state[:k]]
+        frozen, eps = state[k:2 * k], [e.clone() for e in state[2 * k:3 * k]]
+        velocity = [v.clone() for v in state[3 * k:]] if config.momentum else None
+        with sub.installed():
+            sub.run(self.model, x, phi)
+        energy = summed_energy(eps, out_term)
+        grads = neuron_grads(eps, send_errors(sub.mus, eps, phi), frozen)
+        sgd_(eps, grads, velocity, config.inference_lr, config.momentum)
+        return (energy, *eps, *(velocity or []))
+
+    def fixed_settle(self, x, target, out_term, *state):
+        """The weight gradient through the feed-forward pass at the relaxed errors, and F; state = (φ⁰, ε)."""
+        config, sub = self.config, self.substitution
+        k = len(state) // 2
+        with sub.installed():
+            output = sub.run(self.model, x, list(state[:k]))
+        eps = list(state[k:])
+        _, eps_out = weighted_output_error(self.loss, output, target, config.output_precision)
+        scale = -1.0 / (x.shape[0] * config.output_precision)
+        grads = send_errors(sub.mus + [output], eps + [eps_out], self.weights(), scale=scale)
+        return (*self._used(grads), summed_energy(eps, out_term))
+
     def settle(self, x, target, *phi):
         """At the relaxed state: (∂F/∂Θ of the weights that get one, F), the stem recomputed with its graph."""
         config, sub = self.config, self.substitution
@@ -341,10 +382,12 @@ class CompiledStep:
         backend: ``torch.compile`` backend; ``"inductor"`` on a CPU compiles the traced graph with Inductor
             directly, without Dynamo. None runs the traced ATen graph as it is, uncompiled (it is ready in a
             fraction of a second: the unit tests check the traced algorithm with it).
-        loop: standard PC only: compile one inference step and loop over it in Python (three graphs: sweep, one
+        loop: PC only: compile one inference update and loop over it in Python (three graphs: sweep, one
             update, the weight gradient), instead of the T updates unrolled into one graph. Compile time and memory
-            then do not grow with T; each step costs a call of the compiled update (tens of µs). None (default):
-            loop from T = :data:`LOOP_FROM` on. A looped step on CUDA runs without CUDA graphs unless ``mode`` asks.
+            then do not grow with T; each step costs a call of the compiled update (tens of µs), and in fixed
+            prediction a forward pass more per update (the Jacobians are recomputed at the feed-forward state).
+            None (default): loop from T = :data:`LOOP_FROM` on. A looped step on CUDA runs without CUDA graphs
+            unless ``mode`` asks.
 
     Attributes:
         neurons: after a PC call, the relaxed neurons φ in the order of :func:`pc_common.neurons`.
@@ -356,11 +399,10 @@ class CompiledStep:
                  loop: bool | None = None):
         if rule == "pc" and pc.incremental:
             raise ValueError("incremental PC steps the weights inside inference: it has no compiled step")
-        if loop and (rule != "pc" or pc.fixed_prediction):
-            raise ValueError("a looped step is standard PC's (rule 'pc', fixed_prediction=False)")
+        if loop and rule != "pc":
+            raise ValueError("a looped step loops over PC's inference updates: BP has none (rule 'pc' only)")
         self.model, self.rule, self.loss, self.config = model, rule, loss, pc
-        standard = rule == "pc" and not pc.fixed_prediction
-        self.looped = standard and (pc.T >= LOOP_FROM if loop is None else loop)
+        self.looped = rule == "pc" and (pc.T >= LOOP_FROM if loop is None else loop)
         self.traced = _Step(model, rule, get_loss(loss), pc)
         self.shapes, self.mode, self.backend = shapes, mode, backend
         self.programs: dict[tuple, _Program] = {}
@@ -419,7 +461,9 @@ class CompiledStep:
         noise_shapes, call_order = self._probe(x) if self.rule == "pc" else ([], [])
         guarded = self.backend is not None and not (self.backend == "inductor" and x.device.type == "cpu")
         inputs = [*params, *buffers, x, y, *(torch.empty(s, dtype=d, device=dev) for s, d, dev in noise_shapes)]
-        if self.looped:
+        if self.looped and self.config.fixed_prediction:
+            graph = self._looped_fixed(params, buffers, inputs, guarded)
+        elif self.looped:
             graph = self._looped(params, buffers, inputs, guarded)
         else:
             graph = self._compile(self._pure(self.traced, params, buffers, inputs), inputs, guarded)
@@ -498,6 +542,51 @@ class CompiledStep:
                 energies.append(energy)
             phi = state[: len(state) // 2] if momentum else state
             *grads, energy = settle(*weights, *swept, x, target, *phi)
+            return [*grads, *swept, torch.stack([*energies, energy]) / batch, output, *phi]
+
+        return looped
+
+    def _looped_fixed(self, params, buffers, inputs, guarded: bool) -> Callable:
+        """Fixed prediction as three compiled graphs and a Python loop over the errors ε:
+
+            sweep:   (Θ, buffers, x, y, noise)       → (y, ŷ, βΣL, buffers, φ⁰, μ̄, frozen, ε⁰)
+            relax:   (Θ, buffers, x, βΣL, φ⁰, frozen, ε, v) → (F(ε), ε − γ v, v)     run T times
+            settle:  (Θ, buffers, x, y, βΣL, φ⁰, ε)  → (∂F/∂Θ, F(ε^T))
+
+        Each update recomputes the feed-forward pass at φ⁰ for its Jacobians (the eager step keeps the pass's graph
+        instead): one more forward per update, for a compiled program that does not grow with T.
+        """
+        n, m = len(params), len(buffers)
+        weights_buffers, noise = inputs[:n + m], inputs[n + m + 2:]
+        x, y = inputs[n + m], inputs[n + m + 1]
+        sweep_graph = self._pure(self.traced.fixed_sweep, params, buffers, inputs)
+        sweep = self._compile(sweep_graph, inputs, guarded)
+        with torch.no_grad():
+            target, _, out_term, *rest = sweep_graph(*weights_buffers, x, y, *(torch.zeros_like(t) for t in noise))
+        k = (len(rest) - m) // 4
+        phi0, frozen, eps = rest[m:m + k], rest[m + 2 * k:m + 3 * k], rest[m + 3 * k:]
+        velocity = [torch.zeros_like(e) for e in eps] if self.config.momentum else []
+        relax_inputs = [*weights_buffers, x, out_term, *phi0, *frozen, *eps, *velocity]
+        relax = self._compile(self._pure(self.traced.fixed_relax, params, buffers, relax_inputs), relax_inputs,
+                              guarded)
+        settle_inputs = [*weights_buffers, x, target, out_term, *phi0, *eps]
+        settle = self._compile(self._pure(self.traced.fixed_settle, params, buffers, settle_inputs), settle_inputs,
+                               guarded)
+        steps, momentum, batch = self.config.T, self.config.momentum, x.shape[0]
+
+        def looped(*inputs):
+            weights, x = inputs[:n], inputs[n + m]
+            target, output, out_term, *rest = sweep(*inputs)
+            swept, phi0, mu_bar = rest[:m], rest[m:m + k], rest[m + k:m + 2 * k]
+            frozen, eps = rest[m + 2 * k:m + 3 * k], rest[m + 3 * k:]
+            velocity = [torch.zeros_like(e) for e in eps] if momentum else []
+            energies = []
+            for _ in range(steps):
+                energy, *state = relax(*weights, *swept, x, out_term, *phi0, *frozen, *eps, *velocity)
+                eps, velocity = state[:k], state[k:]
+                energies.append(energy)
+            *grads, energy = settle(*weights, *swept, x, target, out_term, *phi0, *eps)
+            phi = [mu + e for mu, e in zip(mu_bar, eps)]
             return [*grads, *swept, torch.stack([*energies, energy]) / batch, output, *phi]
 
         return looped

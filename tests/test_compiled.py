@@ -371,15 +371,18 @@ def test_a_failed_compile_leaves_the_model_intact(shape, failure, monkeypatch):
 
 # The looped step: one compiled update, called T times, instead of the T updates unrolled into one graph.
 
-LOOPED_PC = (pc.PCConfig(T=3, inference_lr=0.2), pc.PCConfig(T=4, inference_lr=0.1, momentum=0.5))
+LOOPED_PC = (pc.PCConfig(T=3, inference_lr=0.2), pc.PCConfig(T=4, inference_lr=0.1, momentum=0.5),
+             pc.PCConfig(T=3, inference_lr=1.0, fixed_prediction=True),
+             pc.PCConfig(T=4, inference_lr=0.5, momentum=0.5, fixed_prediction=True))
 
 
-@pytest.mark.parametrize("config", LOOPED_PC, ids=["sgd", "momentum"])
+@pytest.mark.parametrize("config", LOOPED_PC, ids=["sgd", "momentum", "fixed", "fixed-momentum"])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_looped_step_equals_eager_step_on_every_graph_shape(shape, config):
     """The looped program (sweep, T updates, the weight gradient at the relaxed state) is the same algorithm as the
     eager step: in float64 its gradients, energy trace, neurons and buffers are the eager step's to round-off, on
-    every graph shape of the battery, with and without momentum in the neuron updates."""
+    every graph shape of the battery, with and without momentum in the updates, for standard PC and for fixed
+    prediction (whose updates recompute the feed-forward pass for its Jacobians instead of keeping its graph)."""
     model, x, y = build(shape)
     twin = copy.deepcopy(model)
     twin.zero_grad()
@@ -440,14 +443,16 @@ def test_a_failed_looped_compile_leaves_the_model_intact(failure, monkeypatch):
         assert parameter is objects[name] and torch.equal(parameter.detach(), values[name]), name
 
 
-def test_looped_inductor_step_equals_the_eager_step():
+@pytest.mark.parametrize("config", [pc.PCConfig(T=5, inference_lr=0.2),
+                                    pc.PCConfig(T=5, inference_lr=1.0, fixed_prediction=True)],
+                         ids=["standard", "fixed"])
+def test_looped_inductor_step_equals_the_eager_step(config):
     """Inductor's three compiled graphs of the looped step reproduce the eager step in float64 on a 6-layer μPC
-    residual network (one compilation of each graph, whatever T is)."""
+    residual network (one compilation of each graph, whatever T is), for standard PC and fixed prediction."""
     model = deep.residual_network(12, 6, 6, 4, parameterisation="mupc", seed=0, dtype=torch.float64)
     twin = copy.deepcopy(model)
     torch.manual_seed(0)
     x, y = torch.randn(5, 12, dtype=torch.float64), torch.randint(0, 4, (5,))
-    config = pc.PCConfig(T=5, inference_lr=0.2)
     result = pc.infer(twin, x, y, "mse", config)
     step = pc.CompiledStep(model, "pc", "mse", config, loop=True)
     _, energies = step(x, y)
@@ -457,13 +462,14 @@ def test_looped_inductor_step_equals_the_eager_step():
         assert relative_error(got, expected) <= 1e-10
 
 
-def test_loop_is_the_default_from_loop_from_steps_and_only_for_standard_pc():
-    """T ≥ LOOP_FROM loops by default; BP and fixed prediction cannot loop and say so when asked to."""
+def test_loop_is_the_default_from_loop_from_steps_and_only_for_pc():
+    """T ≥ LOOP_FROM loops by default, in standard PC and fixed prediction; BP has no inference to loop over and
+    says so when asked to."""
     model = make_mlp(sizes=TINY)
     long, short = pc.PCConfig(T=pc_common.compiled.LOOP_FROM), pc.PCConfig(T=pc_common.compiled.LOOP_FROM - 1)
     assert pc.CompiledStep(model, "pc", "mse", long, backend=None).looped
+    assert pc.CompiledStep(model, "pc", "mse", pc.PCConfig(T=40, fixed_prediction=True), backend=None).looped
     assert not pc.CompiledStep(model, "pc", "mse", short, backend=None).looped
     assert not pc.CompiledStep(model, "bp", "mse", long, backend=None).looped
-    for rule, config in (("bp", long), ("pc", pc.PCConfig(T=40, fixed_prediction=True))):
-        with pytest.raises(ValueError, match="looped"):
-            pc.CompiledStep(model, rule, "mse", config, loop=True)
+    with pytest.raises(ValueError, match="looped"):
+        pc.CompiledStep(model, "bp", "mse", long, loop=True)
