@@ -291,12 +291,14 @@ def chosen(parts: Path = PARTS, width: int = WIDTH, depth: int = TUNE_DEPTH) -> 
 
 def run(data: pc.Splits, depths=DEPTHS, seeds=SEEDS, methods=tuple(METHODS), width: int = WIDTH,
         epochs: int = EPOCHS, parts: Path = PARTS, max_batches: int | None = None, tune_depth: int = TUNE_DEPTH,
-        override_gamma: float | None = None, checkpoints: Path | None = None, compile: bool = False) -> None:
+        override_gamma: float | None = None, checkpoints: Path | None = None, compile: bool = False,
+        tuned_width: int | None = None) -> None:
     """Train every (method, depth, seed) at the tuned settings, seed by seed and shallow first; one part file per
     run (a stopped run resumes where it was; with ``checkpoints``, a folder, each run checkpoints to ``<part>.pt``
     there after every epoch, and a run stopped part-way continues from it). ``override_gamma`` replaces the tuned
-    γ of the PC methods: a diagnostic off the tuning rule, which :func:`merge` lists apart from the results."""
-    picks = chosen(parts, width, tune_depth)
+    γ of the PC methods: a diagnostic off the tuning rule, which :func:`merge` lists apart from the results.
+    ``tuned_width``: take the settings tuned at that width (μPC's claim is that they transfer across width)."""
+    picks = chosen(parts, tuned_width or width, tune_depth)
     if override_gamma is not None:
         picks = {m: {**r, "gamma": override_gamma} if METHODS[m][1] else r for m, r in picks.items()}
     probe = pc.sample_batch(data.train, PROBE_SIZE, seed=0)
@@ -365,16 +367,18 @@ def _mean_se(values) -> dict:
     return {"mean": mean, "se": float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else None, "n": n}
 
 
-def merge(parts: Path = PARTS, width: int = WIDTH, tune_depth: int = TUNE_DEPTH) -> dict:
+def merge(parts: Path = PARTS, width: int = WIDTH, tune_depth: int = TUNE_DEPTH, tuned_width: int | None = None) -> dict:
     """Settings, the tuning records and choices, every run, and per (method, depth) the mean ± SE over seeds of the
     test accuracy and of the paired difference to BP (same seeds), seconds per epoch, and the mean per-layer
-    ‖ΔW_ℓ‖/‖W_ℓ(0)‖ and cosine at initialisation."""
-    picks = chosen(parts, width, tune_depth)
+    ‖ΔW_ℓ‖/‖W_ℓ(0)‖ and cosine at initialisation. ``tuned_width``: the width whose tuning chose the settings (default:
+    ``width``)."""
+    tuned_width = tuned_width or width
+    picks = chosen(parts, tuned_width, tune_depth)
     # The results are the runs at each method's chosen setting; runs at other settings are listed apart.
     every = [json.loads(p.read_text()) for p in sorted(parts.glob(f"run_*_N{width}_*.json"))]
     on_rule = [(r["alpha"], r["gamma"]) == (picks[r["method"]]["alpha"], picks[r["method"]]["gamma"]) for r in every]
     runs = [r for r, ok in zip(every, on_rule) if ok]
-    tuning = [json.loads(p.read_text()) for p in sorted(parts.glob(f"tune_*_N{width}_*.json"))]
+    tuning = [json.loads(p.read_text()) for p in sorted(parts.glob(f"tune_*_N{tuned_width}_*.json"))]
     by = {(r["method"], r["depth"], r["seed"]): r for r in runs}
     summary = []
     for method in METHODS:
@@ -397,7 +401,7 @@ def merge(parts: Path = PARTS, width: int = WIDTH, tune_depth: int = TUNE_DEPTH)
                 "activation": ACTIVATION.__name__, "optimizer": "Adam", "T": "L - 1",
                 "inputs": "standardised with the training split's scalar mean and std",
                 "methods": {m: {"parameterisation": p, "inference": i or "bp"} for m, (p, i) in METHODS.items()},
-                "grid": GRID, "tune_depth": tune_depth, "tune_fraction": TUNE_FRACTION,
+                "grid": GRID, "tune_depth": tune_depth, "tune_width": tuned_width, "tune_fraction": TUNE_FRACTION,
                 "tune_rule": "highest validation accuracy after the tuning fraction of an epoch at the tuning depth, "
                              "seed 0, among settings that never diverged and whose energy rose in fewer than "
                              f"{MAX_RISE_SHARE:.0%} of the batches",
@@ -462,6 +466,8 @@ def main(argv=None) -> dict | None:
     parser.add_argument("--width", type=cli.positive_int, default=WIDTH)
     parser.add_argument("--epochs", type=cli.positive_int, default=EPOCHS)
     parser.add_argument("--tune-depth", type=cli.positive_int, default=TUNE_DEPTH)
+    parser.add_argument("--tuned-width", type=cli.positive_int, default=None,
+                        help="run, merge: use the settings tuned at this width (default: --width)")
     parser.add_argument("--gamma", type=cli.positive_float, default=None,
                         help="run: replace the tuned γ of the PC methods (a diagnostic, reported apart)")
     parser.add_argument("--parts", type=Path, default=None,
@@ -483,7 +489,7 @@ def main(argv=None) -> dict | None:
     tune_depth = depths[-1] if args.quick else args.tune_depth
     if args.stage == "merge":
         parts = args.parts or (Path(tempfile.mkdtemp(prefix="depth_quick_")) if args.quick else PARTS)
-        report = merge(parts, width, tune_depth)
+        report = merge(parts, width, tune_depth, args.tuned_width)
         out = RESULTS / f"depth_{DATASET}{'' if width == WIDTH else f'-N{width}'}.json"
         write_json(out, report)
         fig = plot(report)
@@ -508,7 +514,7 @@ def main(argv=None) -> dict | None:
             tune(data, args.methods, tune_depth, width, parts, max_batches, folder.path)
         if args.stage == "run":
             run(data, depths, args.seeds[:1] if args.quick else args.seeds, args.methods, width, args.epochs, parts,
-                max_batches, tune_depth, args.gamma, folder.path, args.compile)
+                max_batches, tune_depth, args.gamma, folder.path, args.compile, args.tuned_width)
     folder.finish()
     return merge(parts, width, tune_depth) if args.quick else None
 

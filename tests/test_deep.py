@@ -231,3 +231,20 @@ def test_depth_speed_reports_every_method_engine_and_flop_ratio(digits, uncompil
             assert row["T"] == d - 1 and row["flops_over_bp"] > 1.0
     for method in ("pc", "mupc", "epc"):
         assert rows[(method, 5)]["flops_over_bp"] > rows[(method, 3)]["flops_over_bp"]
+
+
+def test_depth_runs_at_another_width_can_take_the_settings_tuned_at_one(digits, tmp_path):
+    """``depth.py run/merge --width 12 --tuned-width 8``: the runs at N = 12 use, and the merge reports, the (α, γ)
+    that tuning chose at N = 8 (μPC's claim is that they transfer across width), not a tuning of their own."""
+    from classification import depth
+
+    data = depth.standardise(digits)
+    depth.tune(data, depth=3, width=8, parts=tmp_path, max_batches=2)
+    depth.run(data, depths=(3,), seeds=(0,), width=12, parts=tmp_path, max_batches=2, tune_depth=3, tuned_width=8)
+    report = depth.merge(tmp_path, width=12, tune_depth=3, tuned_width=8)
+    picks = depth.chosen(tmp_path, width=8, depth=3)
+    assert report["settings"]["tune_width"] == 8 and report["settings"]["width"] == 12
+    assert {r["method"] for r in report["summary"]} == set(depth.METHODS)
+    for row in report["summary"]:
+        assert (row["alpha"], row["gamma"]) == (picks[row["method"]]["alpha"], picks[row["method"]]["gamma"])
+    assert all(run["width"] == 12 for run in report["runs"])
