@@ -286,8 +286,8 @@ DEPTH_SPEED = "classification/results/depth_speed.json"
 def _speed_cell(method: str, depth: int) -> str:
     """A cell of docs/full_scale.md's depth-speed table: ms per step eager / compiled, and the FLOP ratio to BP."""
     row = f"find('rows', method='{method}', depth={depth})"
-    compiled = (" / {1e3 * %s['compiled_step_seconds']:.1f} ms" % row) if method != "epc" else " ms, eager only"
-    return ("{1e3 * %s['eager_step_seconds']:.1f}" % row) + compiled + (" ({%s['flops_over_bp']:.1f}×)" % row)
+    compiled = (" / {1e3 * " + row + "['compiled_step_seconds']:.1f} ms") if method != "epc" else " ms, eager only"
+    return "{1e3 * " + row + "['eager_step_seconds']:.1f}" + compiled + " ({" + row + "['flops_over_bp']:.1f}×)"
 
 
 def _speed_row(method: str, label: str) -> str:
@@ -581,7 +581,7 @@ QUOTES = [
         ("bp", "BP (μPC net)"), ("pc", "standard PC (SP net)"), ("mupc", "μPC"), ("epc", "ePC"))],
     ("docs/full_scale.md", DEPTH_SPEED,
      "| compile time (s), BP / standard PC / μPC | " + " | ".join(" / ".join(
-         "{find('rows', method='%s', depth=%d)['compile_seconds']:.0f}" % (m, d) for m in ("bp", "pc", "mupc"))
+         "{find('rows', method='" + m + f"', depth={d})['compile_seconds']:.0f}}" for m in ("bp", "pc", "mupc"))
          for d in (8, 32, 128)) + " |"),
     # docs/history.md.
     ("docs/history.md", BETA_01, "the guard's first alarm came at epoch {v('pc/history/0/alarms/0/epoch')} and"
