@@ -466,7 +466,7 @@ class CompiledStep:
         elif self.looped:
             graph = self._looped(params, buffers, inputs, guarded)
         else:
-            graph = self._compile(self._pure(self.traced, params, buffers, inputs), inputs, guarded)
+            graph = self._graph(self.traced, params, buffers, inputs, guarded)
         trainable = [i for i, p in enumerate(params) if p.requires_grad]
         grads_of = [trainable[i] for i in self.traced.used]
         return _Program(graph, noise_shapes, call_order, param_slots, buffer_slots, grads_of, guarded)
@@ -498,10 +498,24 @@ class CompiledStep:
         mode = self.mode or ("reduce-overhead" if cuda_graphs else None)
         if mode == "reduce-overhead":
             # Weights are updated in place: CUDA graphs may read them where they are instead of copying them in.
+            state = {id(t) for t in (*self.model.parameters(), *self.model.buffers())}
             for t in inputs:
-                if isinstance(t, nn.Parameter) or any(t is b for b in self.model.buffers()):
+                if id(t) in state:
                     torch._dynamo.mark_static_address(t)
         return torch.compile(graph, backend=self.backend, mode=mode, fullgraph=True, dynamic=False)
+
+    def _graph(self, fn: Callable, params, buffers, inputs, guarded: bool) -> Callable:
+        """``fn`` traced at ``inputs`` and compiled."""
+        return self._compile(self._pure(fn, params, buffers, inputs), inputs, guarded)
+
+    def _swept(self, fn: Callable, params, buffers, inputs, guarded: bool) -> tuple[Callable, list[torch.Tensor]]:
+        """A looped step's sweep compiled, and its outputs on the step's inputs with zero noise: example inputs of
+        the other two graphs (zeros: tracing must not consume the random stream)."""
+        given = len(params) + len(buffers) + 2  # weights, buffers, x, y; then the noise placeholders
+        graph = self._pure(fn, params, buffers, inputs)
+        with torch.no_grad():
+            example = graph(*inputs[:given], *(torch.zeros_like(t) for t in inputs[given:]))
+        return self._compile(graph, inputs, guarded), example
 
     def _looped(self, params, buffers, inputs, guarded: bool) -> Callable:
         """Standard PC as three compiled graphs and a Python loop, so that compiling costs the same at any T:
@@ -514,20 +528,13 @@ class CompiledStep:
         graphs inputs of the right shapes (the first call's sweep runs twice: once here, once in the step).
         """
         n, m = len(params), len(buffers)
-        weights_buffers, noise = inputs[:n + m], inputs[n + m + 2:]
-        x, y = inputs[n + m], inputs[n + m + 1]
-        sweep_graph = self._pure(self.traced.sweep, params, buffers, inputs)
-        sweep = self._compile(sweep_graph, inputs, guarded)
-        with torch.no_grad():
-            # Zeros for the noise: tracing must not consume the random stream.
-            h, target, _, *rest = sweep_graph(*weights_buffers, x, y, *(torch.zeros_like(t) for t in noise))
+        weights_buffers, x = inputs[:n + m], inputs[n + m]
+        sweep, (h, target, _, *rest) = self._swept(self.traced.sweep, params, buffers, inputs, guarded)
         phi = rest[m:]
         velocity = [torch.zeros_like(p) for p in phi] if self.config.momentum else []
-        relax_inputs = [*weights_buffers, h, target, *phi, *velocity]
-        relax = self._compile(self._pure(self.traced.relax, params, buffers, relax_inputs), relax_inputs, guarded)
-        settle_inputs = [*weights_buffers, x, target, *phi]
-        settle = self._compile(self._pure(self.traced.settle, params, buffers, settle_inputs), settle_inputs,
-                               guarded)
+        relax = self._graph(self.traced.relax, params, buffers, [*weights_buffers, h, target, *phi, *velocity],
+                            guarded)
+        settle = self._graph(self.traced.settle, params, buffers, [*weights_buffers, x, target, *phi], guarded)
         steps, momentum, batch = self.config.T, self.config.momentum, x.shape[0]
 
         def looped(*inputs):
@@ -557,21 +564,15 @@ class CompiledStep:
         instead): one more forward per update, for a compiled program that does not grow with T.
         """
         n, m = len(params), len(buffers)
-        weights_buffers, noise = inputs[:n + m], inputs[n + m + 2:]
-        x, y = inputs[n + m], inputs[n + m + 1]
-        sweep_graph = self._pure(self.traced.fixed_sweep, params, buffers, inputs)
-        sweep = self._compile(sweep_graph, inputs, guarded)
-        with torch.no_grad():
-            target, _, out_term, *rest = sweep_graph(*weights_buffers, x, y, *(torch.zeros_like(t) for t in noise))
+        weights_buffers, x = inputs[:n + m], inputs[n + m]
+        sweep, (target, _, out_term, *rest) = self._swept(self.traced.fixed_sweep, params, buffers, inputs, guarded)
         k = (len(rest) - m) // 4
         phi0, frozen, eps = rest[m:m + k], rest[m + 2 * k:m + 3 * k], rest[m + 3 * k:]
         velocity = [torch.zeros_like(e) for e in eps] if self.config.momentum else []
-        relax_inputs = [*weights_buffers, x, out_term, *phi0, *frozen, *eps, *velocity]
-        relax = self._compile(self._pure(self.traced.fixed_relax, params, buffers, relax_inputs), relax_inputs,
-                              guarded)
-        settle_inputs = [*weights_buffers, x, target, out_term, *phi0, *eps]
-        settle = self._compile(self._pure(self.traced.fixed_settle, params, buffers, settle_inputs), settle_inputs,
-                               guarded)
+        relax = self._graph(self.traced.fixed_relax, params, buffers,
+                            [*weights_buffers, x, out_term, *phi0, *frozen, *eps, *velocity], guarded)
+        settle = self._graph(self.traced.fixed_settle, params, buffers,
+                             [*weights_buffers, x, target, out_term, *phi0, *eps], guarded)
         steps, momentum, batch = self.config.T, self.config.momentum, x.shape[0]
 
         def looped(*inputs):
