@@ -79,7 +79,7 @@ from .step import (
 # computed 24 times, and the step took 0.23 ms less. (At 8: 20 times, GELU 0.07 ms faster again, leaky-ReLU 0.03 ms
 # slower.)
 REALIZE_OPCOUNT = 16
-# From this many inference steps on, a PC step is compiled as one update looped T times rather than unrolled:
+# From this many inference steps on, a standard PC step is compiled as one update looped T times rather than unrolled:
 # an unrolled graph's compile time grows with T (classification/benchmark.py --depth measures both).
 LOOP_FROM = 32
 
@@ -386,8 +386,10 @@ class CompiledStep:
             update, the weight gradient), instead of the T updates unrolled into one graph. Compile time and memory
             then do not grow with T; each step costs a call of the compiled update (tens of µs), and in fixed
             prediction a forward pass more per update (the Jacobians are recomputed at the feed-forward state).
-            None (default): loop from T = :data:`LOOP_FROM` on. A looped step on CUDA runs without CUDA graphs
-            unless ``mode`` asks.
+            None (default): standard PC loops from T = :data:`LOOP_FROM` on; fixed prediction only when asked, since
+            its recomputed forward pass made the looped step no faster than the eager one on the Shakespeare LSTM
+            (``classification/results/sequence_speed_shakespeare.json``). A looped step on CUDA runs without CUDA
+            graphs unless ``mode`` asks.
 
     Attributes:
         neurons: after a PC call, the relaxed neurons φ in the order of :func:`pc_common.neurons`.
@@ -402,7 +404,7 @@ class CompiledStep:
         if loop and rule != "pc":
             raise ValueError("a looped step loops over PC's inference updates: BP has none (rule 'pc' only)")
         self.model, self.rule, self.loss, self.config = model, rule, loss, pc
-        self.looped = rule == "pc" and (pc.T >= LOOP_FROM if loop is None else loop)
+        self.looped = rule == "pc" and (pc.T >= LOOP_FROM and not pc.fixed_prediction if loop is None else loop)
         self.traced = _Step(model, rule, get_loss(loss), pc)
         self.shapes, self.mode, self.backend = shapes, mode, backend
         self.programs: dict[tuple, _Program] = {}

@@ -463,12 +463,14 @@ def test_looped_inductor_step_equals_the_eager_step(config):
 
 
 def test_loop_is_the_default_from_loop_from_steps_and_only_for_pc():
-    """T ≥ LOOP_FROM loops by default, in standard PC and fixed prediction; BP has no inference to loop over and
-    says so when asked to."""
+    """Standard PC loops by default from T = LOOP_FROM on; fixed prediction loops when asked (its looped update
+    recomputes the forward pass); BP has no inference to loop over and says so when asked to."""
     model = make_mlp(sizes=TINY)
     long, short = pc.PCConfig(T=pc_common.compiled.LOOP_FROM), pc.PCConfig(T=pc_common.compiled.LOOP_FROM - 1)
     assert pc.CompiledStep(model, "pc", "mse", long, backend=None).looped
-    assert pc.CompiledStep(model, "pc", "mse", pc.PCConfig(T=40, fixed_prediction=True), backend=None).looped
+    fixed = pc.PCConfig(T=40, fixed_prediction=True)
+    assert not pc.CompiledStep(model, "pc", "mse", fixed, backend=None).looped
+    assert pc.CompiledStep(model, "pc", "mse", fixed, backend=None, loop=True).looped
     assert not pc.CompiledStep(model, "pc", "mse", short, backend=None).looped
     assert not pc.CompiledStep(model, "bp", "mse", long, backend=None).looped
     with pytest.raises(ValueError, match="looped"):
