@@ -49,6 +49,7 @@ N = 128 runs of the issue.
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
 import math
@@ -65,7 +66,8 @@ from torch import nn
 import pc_common as pc
 from pc_common import cli, deep
 from pc_common import runs as run_folders
-from pc_common.epc import infer_epc
+from pc_common.diagnostics import energy_curvature
+from pc_common.epc import epc_curvature, infer_epc
 from pc_common.flops import step_costs
 from pc_common.plotting import save_figure
 from pc_common.training import StopRequests
@@ -229,7 +231,7 @@ def train(method: str, depth: int, width: int, seed: int, alpha: float, gamma: f
                 raise pc.RunInterrupted(f"{method} L={depth} seed {seed} stopped ({stop.requested}) after epoch "
                                         f"{loop['epoch']}, saved to {checkpoint}", checkpoint)
     record = {"method": method, "depth": depth, "width": width, "seed": seed, "alpha": alpha, "gamma": gamma,
-              "T": config and config.T, "epochs": epochs, "batches": loop["batches"],
+              "T": config and config.T, "epochs": epochs, "max_batches": max_batches, "batches": loop["batches"],
               "seconds_per_epoch": loop["seconds"], "energy_rises": int(rises),
               "diverged_at_batch": loop["diverged"],
               "weight_change": [float((w.detach() - w0).norm() / w0.norm())
@@ -361,6 +363,53 @@ def speed(data: pc.Splits, depths=(8, 32, 128), methods=tuple(METHODS), width: i
             "rows": rows}
 
 
+CURVATURE_ITERS = 50  # power iterations of the curvature probe
+
+
+def curvatures(model: nn.Module, probe) -> dict[str, float]:
+    """λ_max of the two inference energies at the model's weights, on ``probe`` in float64: standard PC's ∂²F/∂φ²
+    (γ is stable below 2/λ_max for standard PC and μPC) and ePC's ∂²E/∂ε² (the same for ePC), both at the
+    feed-forward state."""
+    x, y = probe
+    model = copy.deepcopy(model).double()
+    return {"pc": energy_curvature(model, x.double(), y, LOSS, 1.0, CURVATURE_ITERS),
+            "epc": epc_curvature(model, x.double(), y, LOSS, 1.0, CURVATURE_ITERS)}
+
+
+def curvature(data: pc.Splits, checkpoints: list[Path], parts: Path = PARTS, width: int = WIDTH) -> dict:
+    """The inference energies' λ_max (:func:`curvatures`) at initialisation and after training, for every run part
+    at ``width`` whose checkpoint (``<part>.pt``, written by :func:`train`) is in one of the ``checkpoints`` folders,
+    beside the step γ the run used (stable only below 2/λ_max) and its share of batches with an energy rise."""
+    probe = pc.sample_batch(data.train, PROBE_SIZE, seed=0)
+    rows = []
+    for path in sorted(parts.glob(f"run_*_N{width}_*.json")):
+        saved = next((f / f"{path.stem}.pt" for f in checkpoints if (f / f"{path.stem}.pt").is_file()), None)
+        if saved is None:
+            continue
+        r = json.loads(path.read_text())
+        model = build(r["method"], r["depth"], width, r["seed"], device=data.train.x.device)
+        initial = curvatures(model, probe)
+        run = {k: r[k] for k in ("method", "depth", "width", "seed", "alpha", "gamma", "epochs")}
+        # Parts written before max_batches was recorded are full runs.
+        pc.LoopCheckpoint(saved, model, torch.optim.Adam(model.parameters(), lr=r["alpha"]), data,
+                          {**run, "max_batches": r.get("max_batches")}).load()
+        trained = curvatures(model, probe)
+        rows.append({**run, "energy_rise_share": r["energy_rises"] / r["batches"],
+                     "lambda_at_init": initial, "lambda_trained": trained})
+        print(f"curvature {r['method']:>5} L={r['depth']:>3} seed {r['seed']}: λ_max at init "
+              f"{initial['pc']:.3g} (PC) / {initial['epc']:.3g} (ePC), trained {trained['pc']:.3g} / "
+              f"{trained['epc']:.3g}", flush=True)
+    return {"setting": {"dataset": DATASET, "width": width, "probe": f"{PROBE_SIZE} class-balanced training images "
+                        "(pc.sample_batch, seed 0), float64", "power_iterations": CURVATURE_ITERS,
+                        "energies": {"pc": "standard PC's F over the neurons φ (pc_common.diagnostics."
+                                           "energy_curvature)", "epc": "ePC's E over the errors ε "
+                                                                       "(pc_common.epc.epc_curvature)"},
+                        "state": "the feed-forward state, β = 1, squared error",
+                        "stability": "gradient descent with step γ on an energy of curvature λ_max is stable "
+                                     "only for γ < 2 / λ_max"},
+            "rows": rows}
+
+
 def _mean_se(values) -> dict:
     n = len(values)
     mean = float(np.mean(values))
@@ -458,7 +507,7 @@ def plot(report: dict):
 def main(argv=None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=cli.HelpFormatter)
     # Not required by the parser, so that `--resume RUN_FOLDER` may take it from the run folder.
-    parser.add_argument("stage", nargs="?", choices=("tune", "run", "merge", "speed"),
+    parser.add_argument("stage", nargs="?", choices=("tune", "run", "merge", "speed", "curvature"),
                         help="required but with --resume")
     parser.add_argument("--depths", type=cli.positive_int, nargs="+", default=list(DEPTHS), help="weight layers L")
     parser.add_argument("--seeds", type=cli.non_negative_int, nargs="+", default=list(SEEDS))
@@ -476,7 +525,9 @@ def main(argv=None) -> dict | None:
     parser.add_argument("--compile", action="store_true",
                         help="run: train BP, standard PC and μPC with their compiled steps (ePC stays eager)")
     parser.add_argument("--repeats", type=cli.positive_int, default=3, help="speed: timed steps per figure")
-    parser.add_argument("--json", type=Path, default=None, help="speed: write the results here")
+    parser.add_argument("--json", type=Path, default=None, help="speed, curvature: write the results here")
+    parser.add_argument("--checkpoints", type=Path, nargs="+", default=[],
+                        help="curvature: the run folders whose checkpoints (<part>.pt) to measure")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: L ∈ {3, 4}, width 8, a few batches, parts and run folder in a temporary "
                              "folder")
@@ -495,6 +546,14 @@ def main(argv=None) -> dict | None:
         fig = plot(report)
         save_figure(fig, out.with_suffix(".png"))
         plt.close(fig)
+        return report
+    if args.stage == "curvature":
+        if not args.checkpoints:
+            parser.error("curvature needs --checkpoints RUN_FOLDER [RUN_FOLDER ...]")
+        data = standardise(pc.load_dataset(DATASET, batch_size=BATCH_SIZE, device=args.device))
+        report = curvature(data, args.checkpoints, args.parts or PARTS, width)
+        out = args.json or RESULTS / f"depth_curvature_{DATASET}{'' if width == WIDTH else f'-N{width}'}.json"
+        write_json(out, report)
         return report
     if args.stage == "speed":
         data = standardise(pc.load_dataset(pc.EMBEDDED if args.quick else DATASET, batch_size=BATCH_SIZE,

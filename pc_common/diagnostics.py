@@ -73,22 +73,46 @@ def energy_curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: s
     with pc_mode(model, initialise=True):
         model(x)
     phi = neurons(model)
-    g = torch.Generator(device=x.device).manual_seed(seed)
-    v = [torch.randn(p.shape, generator=g, device=p.device, dtype=p.dtype) for p in phi]
-    lam = 0.0
     with torch.enable_grad():
         with pc_mode(model):
             out = model(x)
         f = energy(model, out, y, loss_fn, output_precision).sum()
-        grads = torch.autograd.grad(f, phi, create_graph=True)
+        lam = top_eigenvalue(f, phi, iters, seed)
+    release(model)
+    return lam
+
+
+def top_eigenvalue(f: torch.Tensor, variables: list[torch.Tensor], iters: int = 30, seed: int = 0) -> float:
+    """The largest eigenvalue λ_max of the Hessian ∂²f/∂v² of a scalar ``f`` in ``variables``, by power iteration on
+    Hessian-vector products.
+
+    Power iteration finds the eigenvalue of largest magnitude, λ_dom. If it is negative (the energy of a nonlinear
+    network need not be convex), λ_max is found by a second power iteration on H − λ_dom I, whose eigenvalues
+    λ − λ_dom are all ≥ 0 and largest for λ = λ_max. Each is approached from below in magnitude.
+
+    Args:
+        f: the scalar, with a graph to ``variables``.
+        variables: tensors that require grad.
+        iters: power iterations per pass.
+        seed: seeds the start vector.
+    """
+    grads = torch.autograd.grad(f, variables, create_graph=True)
+    g = torch.Generator(device=f.device).manual_seed(seed)
+    start = [torch.randn(v.shape, generator=g, device=v.device, dtype=v.dtype) for v in variables]
+
+    def power(shift: float) -> float:
+        v, lam = start, 0.0
         for _ in range(iters):
             norm = torch.sqrt(sum(t.pow(2).sum() for t in v))
             v = [t / norm for t in v]
-            hv = torch.autograd.grad(grads, phi, v, retain_graph=True)
+            hv = torch.autograd.grad(grads, variables, v, retain_graph=True)
+            hv = [a - shift * b for a, b in zip(hv, v)]
             lam = float(sum((a * b).sum() for a, b in zip(hv, v)))
             v = [t.detach() for t in hv]
-    release(model)
-    return lam
+        return lam + shift
+
+    dominant = power(0.0)
+    return dominant if dominant >= 0 else power(dominant)
 
 
 def error_reach(T: int, gamma: float, hops: int) -> float:

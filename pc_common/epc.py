@@ -39,6 +39,7 @@ import math
 import torch
 from torch import nn
 
+from .diagnostics import top_eigenvalue
 from .energy import Loss, dense_target, get_loss, output_error
 from .inference import InferenceResult, PCConfig
 from .layers import PCLayer, pc_layers, weights
@@ -193,3 +194,43 @@ def infer_epc(model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss: str
     finally:
         perturbation.remove()
     return InferenceResult(trace, prediction)
+
+
+def epc_curvature(model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss: str | Loss = "mse",
+                  output_precision: float = 1.0, iters: int = 30, seed: int = 0) -> float:
+    """λ_max of ePC's Hessian ∂²E/∂ε² at ε = 0 (the feed-forward state), by power iteration on Hessian-vector
+    products (:func:`pc_common.diagnostics.top_eigenvalue`).
+
+        ∂²E/∂ε² = I + β Jᵀ (∂²L/∂ŷ²) J + β Σ_k (∂L/∂ŷ_k) ∂²ŷ_k/∂ε²,   J = ∂ŷ/∂ε
+
+    For a deep linear network and the squared error this is I + β PᵀP with P = [P_1 … P_{L−1}] (the products of the
+    weights from each state to the output), so λ_max = 1 + β σ_max(P)². E is summed over the batch, so its Hessian is
+    block-diagonal over samples and λ_max is the stiffest sample's. Gradient descent on E with step γ is stable only
+    for γ < 2 / λ_max, as for standard PC's F (:func:`pc_common.diagnostics.energy_curvature`); both are measured at
+    the current weights, and training changes them.
+
+    Args:
+        model: a network with :class:`PCLayer` value nodes, in ``train()`` mode; its ``.grad`` are not touched.
+        x, target: a batch and its targets.
+        loss, output_precision: the output term βL of E.
+        iters: power iterations (λ_max is approached from below).
+        seed: seeds the start vector.
+    """
+    layers = pc_layers(model)
+    if not layers:
+        raise ValueError("the model has no PCLayer: ePC needs at least one value node")
+    loss_fn = get_loss(loss)
+    stem, body = _split_stem(model)
+    perturbation = _Perturbation(layers)
+    try:
+        with torch.no_grad():
+            h = stem(x) if stem is not None else x
+        with torch.enable_grad():
+            output = perturbation.run(body, h, "perturb")
+            eps = perturbation.errors()
+            total = 0.5 * sum(e.pow(2).sum() for e in eps) + output_precision * loss_fn(
+                output, dense_target(loss_fn, output, target)).sum()
+            lam = top_eigenvalue(total, eps, iters, seed)
+    finally:
+        perturbation.remove()
+    return lam

@@ -248,3 +248,36 @@ def test_depth_runs_at_another_width_can_take_the_settings_tuned_at_one(digits, 
     for row in report["summary"]:
         assert (row["alpha"], row["gamma"]) == (picks[row["method"]]["alpha"], picks[row["method"]]["gamma"])
     assert all(run["width"] == 12 for run in report["runs"])
+
+
+def test_depth_curvature_measures_each_checkpointed_run_at_init_and_at_its_trained_weights(digits, tmp_path):
+    """``depth.py curvature``: for each run whose checkpoint is kept, λ_max of standard PC's F and of ePC's E on the
+    probe batch (float64) at the seed's initial weights and at the weights the checkpoint holds; runs without a
+    checkpoint are skipped."""
+    from classification import depth
+    from pc_common.diagnostics import energy_curvature
+    from pc_common.epc import epc_curvature
+
+    data = depth.standardise(digits)
+    parts, kept = tmp_path / "parts", tmp_path / "runs"
+    parts.mkdir()
+    depth.tune(data, ("mupc", "epc"), depth=3, width=8, parts=parts, max_batches=2)
+    depth.run(data, depths=(3,), seeds=(0,), methods=("mupc", "epc"), width=8, parts=parts, max_batches=2,
+              tune_depth=3, checkpoints=kept)
+    depth.run(data, depths=(4,), seeds=(0,), methods=("epc",), width=8, parts=parts, max_batches=2, tune_depth=3)
+    report = depth.curvature(data, [kept], parts, width=8)
+    assert {(r["method"], r["depth"]) for r in report["rows"]} == {("mupc", 3), ("epc", 3)}
+    x, y = pc.sample_batch(data.train, depth.PROBE_SIZE, seed=0)
+    x = x.double()
+    for row in report["rows"]:
+        model = depth.build(row["method"], 3, 8, 0, dtype=torch.float64)
+        expected = {"pc": energy_curvature(model, x, y, "mse", 1.0, depth.CURVATURE_ITERS),
+                    "epc": epc_curvature(model, x, y, "mse", 1.0, depth.CURVATURE_ITERS)}
+        assert row["lambda_at_init"] == pytest.approx(expected, rel=1e-12)
+        part = next(parts.glob(f"run_{row['method']}_L3_N8_*.json"))
+        state = torch.load(kept / f"{part.stem}.pt", weights_only=True)["state"]["model"]
+        model.load_state_dict(state)
+        expected = {"pc": energy_curvature(model, x, y, "mse", 1.0, depth.CURVATURE_ITERS),
+                    "epc": epc_curvature(model, x, y, "mse", 1.0, depth.CURVATURE_ITERS)}
+        assert row["lambda_trained"] == pytest.approx(expected, rel=1e-12)
+        assert row["lambda_trained"] != row["lambda_at_init"]

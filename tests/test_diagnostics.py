@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import grads, make_mlp
 from torch import nn
 
 import pc_common as pc
-from pc_common.diagnostics import energy_curvature, gradient_alignment
+from pc_common.diagnostics import energy_curvature, gradient_alignment, top_eigenvalue
 
 
 def dense_hessian_max_eigenvalue(model, x, y) -> float:
@@ -56,3 +57,19 @@ def test_alignment_of_exact_fixed_prediction_is_perfect(batch):
     for v in out.values():
         assert abs(v["cosine"] - 1) < 1e-12 and abs(v["ratio"] - 1) < 1e-12
     assert all(torch.equal(a, b) for a, b in zip(grads(model), before))
+
+
+def test_top_eigenvalue_is_the_largest_not_the_largest_in_magnitude():
+    """Oracle: f = ½ vᵀ A v has Hessian A; with A's eigenvalues (−5, 2, 1, 0.5) in a random basis, power iteration
+    alone would return −5, the one of largest magnitude; λ_max is 2. Split over two variables, as for value nodes."""
+    torch.manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(4, 4, dtype=torch.float64))
+    a = q @ torch.diag(torch.tensor([-5.0, 2.0, 1.0, 0.5], dtype=torch.float64)) @ q.T
+    u = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    v = torch.cat([u, w]) + torch.arange(4, dtype=torch.float64)  # any point: the Hessian of a quadratic is A
+    f = 0.5 * v @ a @ v
+    assert top_eigenvalue(f, [u, w], iters=300) == pytest.approx(2.0, rel=1e-9)
+    positive = q @ torch.diag(torch.tensor([5.0, 2.0, 1.0, 0.5], dtype=torch.float64)) @ q.T
+    f = 0.5 * v @ positive @ v
+    assert top_eigenvalue(f, [u, w], iters=300) == pytest.approx(5.0, rel=1e-9)

@@ -9,7 +9,8 @@ from torch import nn
 
 import pc_common as pc
 from pc_common import deep
-from pc_common.epc import infer_epc
+from pc_common.energy import dense_target
+from pc_common.epc import epc_curvature, infer_epc
 
 SIZES = (12, 10, 9, 8, 4)  # three hidden layers: small enough to relax to round-off in a test
 
@@ -169,3 +170,49 @@ def test_refuses_fixed_prediction_and_eval_mode():
     model.eval()
     with pytest.raises(RuntimeError):
         infer_epc(model, x, y, "mse")
+
+
+def test_curvature_of_a_deep_linear_network_is_one_plus_beta_sigma_max_squared():
+    """Oracle: for f = identity and the squared error, ∂²E/∂ε² = I + β PᵀP with P = [P_1 … P_{L−1}], so
+    λ_max = 1 + β σ_max(P)² (the same for every sample)."""
+    torch.manual_seed(0)
+    beta = 0.7
+    net = deep.residual_network(12, 6, 5, 3, activation=nn.Identity, dtype=torch.float64)
+    maps = deep.layer_maps(net)
+    blocks = [maps[-1]]  # P_{L−1} = M_L, then P_ℓ = P_{ℓ+1} M_{ℓ+1}
+    for m in reversed(maps[1:-1]):
+        blocks.append(blocks[-1] @ m)
+    expected = 1 + beta * float(torch.linalg.matrix_norm(torch.cat(blocks, 1), ord=2)) ** 2
+    x = torch.randn(4, 12, dtype=torch.float64)
+    y = torch.randn(4, 3, dtype=torch.float64)
+    assert epc_curvature(net, x, y, "mse", beta, iters=200) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("loss", ["mse", "ce"])
+def test_curvature_is_the_stiffest_samples_top_hessian_eigenvalue(loss):
+    """Oracle: the Hessian of one sample's E(ε) built entry by entry by autograd, its top eigenvalue; the batch's
+    λ_max is the largest over the samples. The weights' .grad and the model's forward pass are left unchanged."""
+    torch.manual_seed(1)
+    beta = 2.0
+    model = make_mlp(SIZES, nn.Tanh).double()
+    x, y = data(3)
+    tops = []
+    for b in range(3):
+        xb, yb = x[b:b + 1], y[b:b + 1]
+        widths = list(SIZES[1:-1])
+
+        def energy_of(flat, xb=xb, yb=yb):
+            chunks, h, k = flat.split(widths), xb, 0
+            for m in model:
+                h = m(h)
+                if isinstance(m, pc.PCLayer):
+                    h, k = h + chunks[k], k + 1
+            target = dense_target(pc.get_loss(loss), h, yb)
+            return 0.5 * flat.pow(2).sum() + beta * pc.get_loss(loss)(h, target).sum()
+
+        hessian = torch.autograd.functional.hessian(energy_of, torch.zeros(sum(widths), dtype=torch.float64))
+        tops.append(float(torch.linalg.eigvalsh(hessian).max()))
+    before = model(x)
+    assert epc_curvature(model, x, y, loss, beta, iters=3000) == pytest.approx(max(tops), rel=1e-7)
+    assert all(p.grad is None for p in model.parameters())
+    assert torch.equal(model(x), before)

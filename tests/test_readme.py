@@ -275,8 +275,8 @@ def _depth_cell(method: str, depth: int, key: str = "test_accuracy", scale: int 
 
 
 def _depth_row(method: str, label: str) -> str:
-    """A row of docs/full_scale.md's depth table: test accuracy at L = 8 … 64, seconds per epoch at L = 32."""
-    return (f"| {label} | " + " | ".join(_depth_cell(method, depth) for depth in (8, 16, 32, 64))
+    """A row of docs/full_scale.md's depth table: test accuracy at L = 8 … 128, seconds per epoch at L = 32."""
+    return (f"| {label} | " + " | ".join(_depth_cell(method, depth) for depth in (8, 16, 32, 64, 128))
             + f" | {_depth_cell(method, 32, 'seconds_per_epoch', 1, '.0f')} |")
 
 
@@ -571,8 +571,8 @@ QUOTES = [
     ("docs/full_scale.md", DEPTH,
      "the best PC variant here is ePC at " + _depth_cell("epc", 32) + " %, above PC-ALM's figure, but "
      + _depth_cell("epc", 32, "minus_bp", -100) + " points below this repository's BP (paired)"),
-    ("docs/full_scale.md", DEPTH, "after the epoch, μPC's first " + FROZEN % 32 + " of 32 and " + FROZEN % 64
-     + " of 64 weight layers have not moved at all"),
+    ("docs/full_scale.md", DEPTH, "after the epoch, μPC's first " + FROZEN % 32 + " of 32, " + FROZEN % 64
+     + " of 64 and " + FROZEN % 128 + " of 128 weight layers have not moved at all"),
     ("docs/full_scale.md", DEPTH, "width N = {v('settings/width')}, L weight layers, batch {v('settings/batch_size')},"
      " squared error on one-hot labels, β = {v('settings/output_precision'):g}, {v('settings/optimizer')}"),
     ("docs/full_scale.md", DEPTH, "Each method's α and γ were chosen at L = {v('settings/tune_depth')}"),
