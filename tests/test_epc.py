@@ -196,10 +196,9 @@ def test_curvature_is_the_stiffest_samples_top_hessian_eigenvalue(loss):
     beta = 2.0
     model = make_mlp(SIZES, nn.Tanh).double()
     x, y = data(3)
-    tops = []
+    tops, widths = [], list(SIZES[1:-1])
     for b in range(3):
         xb, yb = x[b:b + 1], y[b:b + 1]
-        widths = list(SIZES[1:-1])
 
         def energy_of(flat, xb=xb, yb=yb):
             chunks, h, k = flat.split(widths), xb, 0
