@@ -92,7 +92,7 @@ METHODS = {"bp": ("mupc", None), "bp_sp": ("sp", None), "pc": ("sp", "pc"), "mup
 # (0.03 was added to ePC's grid when none of 0.1, 0.3, 1 kept its energy from rising in the tuning runs).
 GRID = {
     "alpha": {"mupc": (1e-2, 5e-2), "sp": (1e-3, 1e-2)},
-    "gamma": {"pc": (0.0078, 0.05, 0.2), "mupc": (0.0078, 0.05, 0.2), "epc": (0.03, 0.1, 0.3, 1.0)},
+    "gamma": {"pc": (0.0078, 0.05, 0.2), "mupc": (0.0078, 0.05, 0.2), "epc": (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)},
 }
 TUNE_DEPTH = 32
 TUNE_FRACTION = 0.25  # of an epoch
