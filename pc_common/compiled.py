@@ -82,6 +82,10 @@ REALIZE_OPCOUNT = 16
 # From this many inference steps on, a standard PC step is compiled as one update looped T times rather than unrolled:
 # an unrolled graph's compile time grows with T (classification/benchmark.py --depth measures both).
 LOOP_FROM = 32
+# ... and from this many neuron updates per step (T × the value-node calls) on: the unrolled graph grows with both.
+# The Shakespeare LSTM (64 calls, T = 16: 1,024) unrolled took over 20 minutes to compile on the 2-core CPU (most of
+# it g++ on a 2.9 MB C++ file), looped 84 s (classification/results/sequence_speed_shakespeare.json).
+LOOP_FROM_UPDATES = 512
 
 
 class _Substitution:
@@ -386,7 +390,8 @@ class CompiledStep:
             update, the weight gradient), instead of the T updates unrolled into one graph. Compile time and memory
             then do not grow with T; each step costs a call of the compiled update (tens of µs), and in fixed
             prediction a forward pass more per update (the Jacobians are recomputed at the feed-forward state).
-            None (default): standard PC loops from T = :data:`LOOP_FROM` on; fixed prediction only when asked, since
+            None (default): standard PC loops from T = :data:`LOOP_FROM` on, or when T times the value-node calls of
+            a pass reaches :data:`LOOP_FROM_UPDATES` (decided at the first call); fixed prediction only when asked, since
             its recomputed forward pass made the looped step no faster than the eager one on the Shakespeare LSTM
             (``classification/results/sequence_speed_shakespeare.json``). A looped step on CUDA runs without CUDA
             graphs unless ``mode`` asks.
@@ -404,6 +409,7 @@ class CompiledStep:
         if loop and rule != "pc":
             raise ValueError("a looped step loops over PC's inference updates: BP has none (rule 'pc' only)")
         self.model, self.rule, self.loss, self.config = model, rule, loss, pc
+        self.loop = loop
         self.looped = rule == "pc" and (pc.T >= LOOP_FROM and not pc.fixed_prediction if loop is None else loop)
         self.traced = _Step(model, rule, get_loss(loss), pc)
         self.shapes, self.mode, self.backend = shapes, mode, backend
@@ -463,6 +469,8 @@ class CompiledStep:
         noise_shapes, call_order = self._probe(x) if self.rule == "pc" else ([], [])
         guarded = self.backend is not None and not (self.backend == "inductor" and x.device.type == "cpu")
         inputs = [*params, *buffers, x, y, *(torch.empty(s, dtype=d, device=dev) for s, d, dev in noise_shapes)]
+        if self.loop is None and self.rule == "pc" and not self.config.fixed_prediction:
+            self.looped = self.looped or self.config.T * len(call_order) >= LOOP_FROM_UPDATES
         if self.looped and self.config.fixed_prediction:
             graph = self._looped_fixed(params, buffers, inputs, guarded)
         elif self.looped:

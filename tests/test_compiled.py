@@ -475,3 +475,20 @@ def test_loop_is_the_default_from_loop_from_steps_and_only_for_pc():
     assert not pc.CompiledStep(model, "bp", "mse", long, backend=None).looped
     with pytest.raises(ValueError, match="looped"):
         pc.CompiledStep(model, "bp", "mse", long, loop=True)
+
+
+def test_loop_is_also_the_default_from_loop_from_updates_neuron_updates(monkeypatch):
+    """Below LOOP_FROM steps, standard PC still loops when T × (value-node calls of a pass) reaches
+    LOOP_FROM_UPDATES, decided at the first call (the calls are counted then): the unrolled graph grows with both.
+    (The threshold is lowered here so that the unrolled side of it traces in a moment.)"""
+    monkeypatch.setattr(pc_common.compiled, "LOOP_FROM_UPDATES", 40)
+    hidden = 4
+    model = make_mlp(sizes=(5,) + (3,) * hidden + (2,))
+    x, y = torch.randn(4, 5, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    for T, looped in ((9, False), (10, True)):  # 9 × 4 < 40 ≤ 10 × 4
+        step = pc.CompiledStep(model, "pc", "mse", pc.PCConfig(T=T, inference_lr=0.1), backend=None)
+        step(x, y)
+        assert step.looped == looped and step.programs and not step.failed
+    unrolled = pc.CompiledStep(model, "pc", "mse", pc.PCConfig(T=10, inference_lr=0.1), backend=None, loop=False)
+    unrolled(x, y)
+    assert not unrolled.looped
