@@ -280,6 +280,18 @@ def _depth_row(method: str, label: str) -> str:
             + f" | {_depth_cell(method, 32, 'seconds_per_epoch', 1, '.0f')} |")
 
 
+TEXT = "classification/results/sequence_shakespeare_text.json"
+
+
+def _text_row(label: str, key: str) -> str:
+    """A row of docs/full_scale.md's million-character Shakespeare table."""
+    row = f"v('summary/{key}/"
+    paired = ("" if key == "bp" else "{100 * " + row + "test_minus_bp/mean'):.2f} ± {100 * " + row
+              + "test_minus_bp/se'):.2f}")
+    return (f"| {label} | {{100 * {row}test_accuracy/mean'):.2f}} ± {{100 * {row}test_accuracy/se'):.2f}} | "
+            + paired + f" | {{{row}test_bits_per_character/mean'):.2f}} | {{{row}seconds_per_epoch'):.0f}} |")
+
+
 DEPTH_SPEED = "classification/results/depth_speed.json"
 
 
@@ -582,6 +594,14 @@ QUOTES = [
      "| compile time (s), BP / standard PC / μPC | " + " | ".join(" / ".join(
          "{find('rows', method='" + m + f"', depth={d})['compile_seconds']:.0f}}" for m in ("bp", "pc", "mupc"))
          for d in (8, 32, 128)) + " |"),
+    # docs/full_scale.md: Shakespeare's first million characters.
+    *[("docs/full_scale.md", TEXT, _text_row(label, key)) for label, key in (
+        ("BP", "bp"), ("PC, fixed prediction (T = 96, γ = 1)", "pc-fixed_T96_lr1"),
+        ("PC, standard (T = 16, γ = 0.4, β = 0.01, no gate nodes)", "pc_T16_lr0.4_b0.01_nogates"))],
+    ("docs/full_scale.md", TEXT, "for one epoch on the first {v('setting/chars'):,} characters of the complete works"),
+    ("docs/full_scale.md", TEXT, "The n-gram baselines on the same text reach {100 * v('baselines/1-gram/test/accuracy'):.1f}"
+     " / {100 * v('baselines/2-gram/test/accuracy'):.1f} / {100 * v('baselines/3-gram/test/accuracy'):.1f} % test"
+     " accuracy"),
     # docs/history.md.
     ("docs/history.md", BETA_01, "the guard's first alarm came at epoch {v('pc/history/0/alarms/0/epoch')} and"
      " {v('pc/history/1/alarms/0/epoch')} of the two seeds"),
