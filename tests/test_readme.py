@@ -292,6 +292,20 @@ def _text_row(label: str, key: str) -> str:
             + paired + f" | {{{row}test_bits_per_character/mean'):.2f}} | {{{row}seconds_per_epoch'):.0f}} |")
 
 
+DEPTH_WIDE = "classification/results/depth_fashion-mnist-N128.json"
+
+
+def _wide_row(method: str, label: str, depths=(8, 32, 128)) -> str:
+    """A row of docs/full_scale.md's width-128 table: test accuracy and, but for BP, the paired difference to BP."""
+    cells = []
+    for depth in depths:
+        cell = _depth_cell(method, depth)
+        if method != "bp":
+            cell += " ({100 * find('summary', method='%s', depth=%d)['minus_bp']['mean']:+.2f})" % (method, depth)
+        cells.append(cell)
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
 DEPTH_SPEED = "classification/results/depth_speed.json"
 
 
