@@ -323,6 +323,12 @@ def _speed_row(method: str, label: str) -> str:
 # Layers counted from the input whose weights did not move (‖ΔW‖/‖W(0)‖ < 1e-6), mean over the runs of a cell.
 FROZEN = ("{mean([next((i for i, w in enumerate(u['weight_change']) if w >= 1e-6), len(u['weight_change']))"
           " for u in v('runs') if u['method'] == 'mupc' and u['depth'] == %d]):.0f}")
+# The mean test accuracy (%) of ePC's runs at γ = 0.03, off the tuning rule, at a depth.
+OFF_RULE = ("{100 * mean([u['test_accuracy'] for u in v('off_rule_runs')"
+            " if u['method'] == 'epc' and u['depth'] == %d and u['gamma'] == 0.03]):.2f}")
+# The same count for one seed's run.
+FROZEN_SEED = ("{next((i for i, w in enumerate(find('runs', method='mupc', depth=%d, seed=%d)['weight_change'])"
+               " if w >= 1e-6), 128)}")
 COMPRESSION = "compression/results/comparison.json"
 COMPRESSION_FLOPS = "compression/results/flops.json"
 SPEED_WORDS = "classification/results/sequence_speed_words.json"
@@ -595,8 +601,34 @@ QUOTES = [
         ("bp", "BP (μPC net)"), ("bp_sp", "BP (SP net)"), ("pc", "standard PC (SP net)"), ("mupc", "μPC"),
         ("epc", "ePC"))],
     ("docs/full_scale.md", DEPTH,
-     "the best PC variant here is ePC at " + _depth_cell("epc", 32) + " %, above PC-ALM's figure, but "
+     "the best PC variant here is ePC at " + _depth_cell("epc", 32) + " %, above PC-ALM's figure, and "
      + _depth_cell("epc", 32, "minus_bp", -100) + " points below this repository's BP (paired)"),
+    ("docs/full_scale.md", DEPTH, "the rule chose γ = {v('settings/chosen/epc/gamma'):g} from a grid"),
+    ("docs/full_scale.md", DEPTH,
+     "has cosine {find('runs', method='epc', depth=32, seed=0)['at_init']['cosine'][0]:.4f} to BP's gradient at"
+     " L = 32 (seed 0), against {find('off_rule_runs', method='epc', depth=32, seed=0, gamma=0.03)"
+     "['at_init']['cosine'][0]:.4f} at the first grid's γ = 0.03"),
+    ("docs/full_scale.md", DEPTH, "ePC reached " + OFF_RULE % 32 + " % at L = 32 and " + OFF_RULE % 128
+     + " % at L = 128"),
+    ("docs/full_scale.md", DEPTH, "falls behind BP as L grows: " + _depth_cell("epc", 64, "minus_bp") + " points at L = 64"
+     " and " + _depth_cell("epc", 128, "minus_bp") + " at L = 128 (paired), where its energy rose in "
+     "{100 * mean([u['energy_rises'] / u['batches'] for u in v('runs') if u['method'] == 'epc' and u['depth'] == 128])"
+     ":.0f} % of the batches"),
+    ("docs/full_scale.md", DEPTH, "one seed took {find('summary', method='epc', depth=128)['seconds_per_epoch']['mean']"
+     " / 60:.0f} minutes at width 32"),
+    ("docs/full_scale.md", DEPTH, "At width 32, L = 128, the best PC variant is ePC at " + _depth_cell("epc", 128)
+     + " %, " + _depth_cell("epc", 128, "minus_bp", -100) + " points below BP, missing the same target by"
+     " {-100 * find('summary', method='epc', depth=128)['minus_bp']['mean'] - 2:.2f} points"),
+    # docs/full_scale.md: width 128.
+    *[("docs/full_scale.md", DEPTH_WIDE, _wide_row(m, label, depths)) for m, label, depths in (
+        ("bp", "BP (μPC net)", (8, 32, 128)), ("bp_sp", "BP (SP net)", (8, 32, 128)),
+        ("pc", "standard PC (SP net)", (8, 32)), ("mupc", "μPC", (8, 32, 128)), ("epc", "ePC", (8, 32)))],
+    ("docs/full_scale.md", DEPTH_WIDE, "trains the same methods at N = {v('settings/width')} with the settings tuned"
+     " at N = {v('settings/tune_width')}, unchanged"),
+    ("docs/full_scale.md", DEPTH_WIDE,
+     "and at L = 128 it is " + _depth_cell("mupc", 128, "minus_bp") + " points above BP"),
+    ("docs/full_scale.md", DEPTH_WIDE, "although its first " + FROZEN_SEED % (128, 0) + " (seed 0) and "
+     + FROZEN_SEED % (128, 1) + " (seed 1) of 128 weight layers never moved"),
     ("docs/full_scale.md", DEPTH, "after the epoch, μPC's first " + FROZEN % 32 + " of 32, " + FROZEN % 64
      + " of 64 and " + FROZEN % 128 + " of 128 weight layers have not moved at all"),
     ("docs/full_scale.md", DEPTH, "width N = {v('settings/width')}, L weight layers, batch {v('settings/batch_size')},"
