@@ -329,6 +329,11 @@ OFF_RULE = ("{100 * mean([u['test_accuracy'] for u in v('off_rule_runs')"
 # The same count for one seed's run.
 FROZEN_SEED = ("{next((i for i, w in enumerate(find('runs', method='mupc', depth=%d, seed=%d)['weight_change'])"
                " if w >= 1e-6), 128)}")
+CURV_WIDE = "classification/results/depth_curvature_fashion-mnist-N128.json"
+CURV_DEPTH = "classification/results/depth_curvature_fashion-mnist.json"
+# The mean over seeds of 2/λ_max (at_init or trained) of one energy, for a method's runs at a depth (and a condition).
+BOUND = ("{mean([2 / r['lambda_%s']['%s'] for r in v('rows')"
+         " if r['method'] == '%s' and r['depth'] == %d and %s])")
 COMPRESSION = "compression/results/comparison.json"
 COMPRESSION_FLOPS = "compression/results/flops.json"
 SPEED_WORDS = "classification/results/sequence_speed_words.json"
@@ -640,6 +645,17 @@ QUOTES = [
      "| compile time (s), BP / standard PC / μPC | " + " | ".join(" / ".join(
          "{find('rows', method='" + m + f"', depth={d})['compile_seconds']:.0f}}" for m in ("bp", "pc", "mupc"))
          for d in (8, 32, 128)) + " |"),
+    # docs/full_scale.md: the curvature of the inference energies (2/λ_max: the largest stable step).
+    ("docs/full_scale.md", CURV_WIDE, "(2/λ_max = " + BOUND % ("trained", "pc", "mupc", 128, "True") + ":.2f} after"
+     " training at L = 128, against γ = 0.2)"),
+    ("docs/full_scale.md", CURV_WIDE, "when it trains at γ = 0.003 (2/λ_max = "
+     + BOUND % ("trained", "epc", "epc", 32, "r['gamma'] == 0.003") + ":.2f} after training)"),
+    ("docs/full_scale.md", CURV_WIDE, "trains at γ = 0.03 (to " + BOUND % ("trained", "epc", "epc", 32, "r['gamma'] == 0.03")
+     + ":.4f}, with rises in {100 * mean([r['energy_rise_share'] for r in v('rows')"
+     " if r['method'] == 'epc' and r['depth'] == 32 and r['gamma'] == 0.03]):.0f} % of the batches)"),
+    ("docs/full_scale.md", CURV_DEPTH, "falls from about " + BOUND % ("at_init", "epc", "epc", 128, "True")
+     + ":.1f} at initialisation to {sci(2 / find('rows', seed=0)['lambda_trained']['epc'])} and"
+     " {sci(2 / find('rows', seed=1)['lambda_trained']['epc'])} (seeds 0 and 1)"),
     # docs/full_scale.md: Shakespeare's first million characters.
     *[("docs/full_scale.md", TEXT, _text_row(label, key)) for label, key in (
         ("BP", "bp"), ("PC, fixed prediction (T = 96, γ = 1)", "pc-fixed_T96_lr1"),
