@@ -601,6 +601,23 @@ QUOTES = [
      " find('summary', model='bp-ae')['train_seconds_per_epoch']):.1f}×, " + CODING_TIME + ") |"),
     ("docs/results.md", COMPRESSION,
      "at {find('runs', model='pc-decoder')['pc']['T']} inference steps per code at test time"),
+    # README.md: depth and the million-character Shakespeare.
+    ("README.md", DEPTH, "| " + _depth_cell("bp", 32) + " / " + _depth_cell("bp", 128) + " | " + _depth_cell("epc", 32)
+     + " / " + _depth_cell("epc", 128) + " (ePC) | standard PC falls to " + _depth_cell("pc", 32) + " / "
+     + _depth_cell("pc", 128) + ";"),
+    ("README.md", DEPTH_WIDE, "at width 128 μPC reaches " + _depth_cell("mupc", 128) + " at L = 128 (BP "
+     + _depth_cell("bp", 128) + ", not re-tuned) with its first " + FROZEN_SEED % (128, 0) + " and "
+     + FROZEN_SEED % (128, 1) + " weight layers (two seeds) never moved |"),
+    ("README.md", TEXT, "| {100 * v('summary/bp/test_accuracy/mean'):.2f} ± {100 * v('summary/bp/test_accuracy/se'):.2f}"
+     " | fixed prediction {100 * v('summary/pc-fixed_T96_lr1/test_accuracy/mean'):.2f} ±"
+     " {100 * v('summary/pc-fixed_T96_lr1/test_accuracy/se'):.2f}; standard PC"
+     " {100 * v('summary/pc_T16_lr0.4_b0.01_nogates/test_accuracy/mean'):.2f} ±"
+     " {100 * v('summary/pc_T16_lr0.4_b0.01_nogates/test_accuracy/se'):.2f} | fixed prediction is BPTT (paired"
+     " difference {100 * v('summary/pc-fixed_T96_lr1/test_minus_bp/mean'):.2f} ±"
+     " {100 * v('summary/pc-fixed_T96_lr1/test_minus_bp/se'):.2f}); standard PC"
+     " {100 * v('summary/pc_T16_lr0.4_b0.01_nogates/test_minus_bp/mean'):.2f} ±"
+     " {100 * v('summary/pc_T16_lr0.4_b0.01_nogates/test_minus_bp/se'):.2f} points, below a trigram model"
+     " ({100 * v('baselines/3-gram/test/accuracy'):.1f}) |"),
     # docs/full_scale.md: the depth experiment.
     *[("docs/full_scale.md", DEPTH, _depth_row(m, label)) for m, label in (
         ("bp", "BP (μPC net)"), ("bp_sp", "BP (SP net)"), ("pc", "standard PC (SP net)"), ("mupc", "μPC"),
