@@ -301,7 +301,7 @@ def _wide_row(method: str, label: str, depths=(8, 32, 128)) -> str:
     for depth in depths:
         cell = _depth_cell(method, depth)
         if method != "bp":
-            cell += " ({100 * find('summary', method='%s', depth=%d)['minus_bp']['mean']:+.2f})" % (method, depth)
+            cell += " (" + _depth_cell(method, depth, "minus_bp", spec="+.2f") + ")"
         cells.append(cell)
     return f"| {label} | " + " | ".join(cells) + " |"
 
