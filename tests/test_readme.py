@@ -327,8 +327,11 @@ FROZEN = ("{mean([next((i for i, w in enumerate(u['weight_change']) if w >= 1e-6
 OFF_RULE = ("{100 * mean([u['test_accuracy'] for u in v('off_rule_runs')"
             " if u['method'] == 'epc' and u['depth'] == %d and u['gamma'] == 0.03]):.2f}")
 # The same count for one seed's run.
-FROZEN_SEED = ("{next((i for i, w in enumerate(find('runs', method='mupc', depth=%d, seed=%d)['weight_change'])"
+FROZEN_SEED = ("{next((i for i, w in enumerate(find('runs', method='%s', depth=%d, seed=%d)['weight_change'])"
                " if w >= 1e-6), 128)}")
+# A seed's share of training batches with an energy rise, standard PC at L = 128.
+RISE = ("{100 * find('runs', method='pc', depth=128, seed=%d)['energy_rises']"
+        " / find('runs', method='pc', depth=128, seed=%d)['batches']:.0f}")
 CURV_WIDE = "classification/results/depth_curvature_fashion-mnist-N128.json"
 CURV_DEPTH = "classification/results/depth_curvature_fashion-mnist.json"
 # The mean over seeds of 2/λ_max (at_init or trained) of one energy, for a method's runs at a depth (and a condition).
@@ -606,8 +609,8 @@ QUOTES = [
      + " / " + _depth_cell("epc", 128) + " (ePC) | standard PC falls to " + _depth_cell("pc", 32) + " / "
      + _depth_cell("pc", 128) + ";"),
     ("README.md", DEPTH_WIDE, "at width 128 μPC reaches " + _depth_cell("mupc", 128) + " at L = 128 (BP "
-     + _depth_cell("bp", 128) + ", not re-tuned) with its first " + FROZEN_SEED % (128, 0) + " and "
-     + FROZEN_SEED % (128, 1) + " weight layers (two seeds) never moved |"),
+     + _depth_cell("bp", 128) + ", not re-tuned) with its first " + FROZEN_SEED % ('mupc', 128, 0) + " and "
+     + FROZEN_SEED % ('mupc', 128, 1) + " weight layers (two seeds) never moved |"),
     ("README.md", TEXT, "| {100 * v('summary/bp/test_accuracy/mean'):.2f} ± {100 * v('summary/bp/test_accuracy/se'):.2f}"
      " | fixed prediction {100 * v('summary/pc-fixed_T96_lr1/test_accuracy/mean'):.2f} ±"
      " {100 * v('summary/pc-fixed_T96_lr1/test_accuracy/se'):.2f}; standard PC"
@@ -644,13 +647,17 @@ QUOTES = [
     # docs/full_scale.md: width 128.
     *[("docs/full_scale.md", DEPTH_WIDE, _wide_row(m, label, depths)) for m, label, depths in (
         ("bp", "BP (μPC net)", (8, 32, 128)), ("bp_sp", "BP (SP net)", (8, 32, 128)),
-        ("pc", "standard PC (SP net)", (8, 32)), ("mupc", "μPC", (8, 32, 128)), ("epc", "ePC", (8, 32)))],
+        ("pc", "standard PC (SP net)", (8, 32, 128)), ("mupc", "μPC", (8, 32, 128)), ("epc", "ePC", (8, 32)))],
     ("docs/full_scale.md", DEPTH_WIDE, "trains the same methods at N = {v('settings/width')} with the settings tuned"
      " at N = {v('settings/tune_width')}, unchanged"),
     ("docs/full_scale.md", DEPTH_WIDE,
      "and at L = 128 it is " + _depth_cell("mupc", 128, "minus_bp") + " points above BP"),
-    ("docs/full_scale.md", DEPTH_WIDE, "although its first " + FROZEN_SEED % (128, 0) + " (seed 0) and "
-     + FROZEN_SEED % (128, 1) + " (seed 1) of 128 weight layers never moved"),
+    ("docs/full_scale.md", DEPTH_WIDE, "at L = 128 it reaches " + _depth_cell("pc", 128) + " %, not far above chance"
+     " (10 %), with its first " + FROZEN_SEED % ("pc", 128, 0) + " (seed 0) and " + FROZEN_SEED % ("pc", 128, 1)
+     + " (seed 1) weight layers never moved and its energy rising in " + RISE % (0, 0) + " % and " + RISE % (1, 1)
+     + " % of the batches"),
+    ("docs/full_scale.md", DEPTH_WIDE, "although its first " + FROZEN_SEED % ('mupc', 128, 0) + " (seed 0) and "
+     + FROZEN_SEED % ('mupc', 128, 1) + " (seed 1) of 128 weight layers never moved"),
     ("docs/full_scale.md", DEPTH, "after the epoch, μPC's first " + FROZEN % 32 + " of 32, " + FROZEN % 64
      + " of 64 and " + FROZEN % 128 + " of 128 weight layers have not moved at all"),
     ("docs/full_scale.md", DEPTH, "width N = {v('settings/width')}, L weight layers, batch {v('settings/batch_size')},"
