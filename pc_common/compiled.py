@@ -88,6 +88,14 @@ LOOP_FROM = 32
 LOOP_FROM_UPDATES = 512
 
 
+
+def _loops_by_default(config: PCConfig, calls: int = 0) -> bool:
+    """Whether a standard PC step is looped when ``loop`` is not given: from T = :data:`LOOP_FROM` on, or from
+    T × ``calls`` (the value-node calls of a pass, known once the step has probed the model) = :data:`LOOP_FROM_UPDATES`
+    on. Fixed prediction never by default (its looped step recomputes the forward pass per update)."""
+    return not config.fixed_prediction and (config.T >= LOOP_FROM or config.T * calls >= LOOP_FROM_UPDATES)
+
+
 class _Substitution:
     """While tracing, each PCLayer call records μ and returns the neuron φ of that call (no PCLayer state is used).
 
@@ -410,7 +418,7 @@ class CompiledStep:
             raise ValueError("a looped step loops over PC's inference updates: BP has none (rule 'pc' only)")
         self.model, self.rule, self.loss, self.config = model, rule, loss, pc
         self.loop = loop
-        self.looped = rule == "pc" and (pc.T >= LOOP_FROM and not pc.fixed_prediction if loop is None else loop)
+        self.looped = rule == "pc" and (_loops_by_default(pc) if loop is None else loop)
         self.traced = _Step(model, rule, get_loss(loss), pc)
         self.shapes, self.mode, self.backend = shapes, mode, backend
         self.programs: dict[tuple, _Program] = {}
@@ -469,8 +477,8 @@ class CompiledStep:
         noise_shapes, call_order = self._probe(x) if self.rule == "pc" else ([], [])
         guarded = self.backend is not None and not (self.backend == "inductor" and x.device.type == "cpu")
         inputs = [*params, *buffers, x, y, *(torch.empty(s, dtype=d, device=dev) for s, d, dev in noise_shapes)]
-        if self.loop is None and self.rule == "pc" and not self.config.fixed_prediction:
-            self.looped = self.looped or self.config.T * len(call_order) >= LOOP_FROM_UPDATES
+        if self.loop is None and self.rule == "pc":
+            self.looped = _loops_by_default(self.config, len(call_order))
         if self.looped and self.config.fixed_prediction:
             graph = self._looped_fixed(params, buffers, inputs, guarded)
         elif self.looped:
