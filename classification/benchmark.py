@@ -24,8 +24,10 @@ figure is a median. ``--pcx`` adds the time of the same PC step in the JAX libra
 same machine and thread count, as a ratio. On CUDA the clock is wall time, synchronised around every call (no GPU
 figure has been recorded).
 
-    OMP_NUM_THREADS=1 python classification/benchmark.py --steps --model mlp --act leaky_relu gelu --repeats 60 \\
-        --pcx leaky_relu=4.08 gelu=5.39 --json classification/results/benchmark_steps.json
+    OMP_NUM_THREADS=1 python classification/benchmark.py --steps --model mlp --act leaky_relu gelu gelu_tanh \\
+        --repeats 30 --pcx leaky_relu=3.28 gelu_tanh=2.85 --json classification/results/benchmark_steps.json
+
+pcx's GELU (``jax.nn.gelu``) is the tanh approximation by default: its time belongs beside ``gelu_tanh``.
     python classification/benchmark.py --steps --model mlp --device cuda
 """
 

@@ -80,12 +80,18 @@ from .step import (
 # slower.)
 REALIZE_OPCOUNT = 16
 # From this many inference steps on, a standard PC step is compiled as one update looped T times rather than unrolled:
-# an unrolled graph's compile time grows with T (classification/benchmark.py --depth measures both).
+# an unrolled graph's compile time grows with T (classification/depth.py speed measures the looped one).
 LOOP_FROM = 32
 # ... and from this many neuron updates per step (T × the value-node calls) on: the unrolled graph grows with both.
 # The Shakespeare LSTM (64 calls, T = 16: 1,024) unrolled took over 20 minutes to compile on the 2-core CPU (most of
 # it g++ on a 2.9 MB C++ file), looped 84 s (classification/results/sequence_speed_shakespeare.json).
 LOOP_FROM_UPDATES = 512
+# The driver of a compiled program (the code that allocates its buffers and calls its kernels) is in C++ for graphs of
+# up to this many nodes, in Python (Inductor's default) for larger ones. In C++ it saved about 0.15 ms per call of the
+# MLP's PC step (429 nodes), but g++ compiles it as one function, and its compile time grows faster than the graph:
+# the one-update graph of a 128-layer μPC step (2,930 nodes) compiled in 405 s with the C++ driver against 134 s with
+# the Python one, on the same loaded CPU, and the looped step ran no faster (0.75 s against 0.67 s).
+CPP_DRIVER_NODES = 1000
 
 
 
@@ -509,7 +515,8 @@ class CompiledStep:
         all (``backend=None``)."""
         if self.backend == "inductor" and not guarded:
             with torch.no_grad():  # an inference graph: the step's gradients are ordinary outputs
-                return torch._inductor.compile(graph, inputs, options=_inductor_options(self.mode))
+                return torch._inductor.compile(graph, inputs,
+                                               options=_inductor_options(self.mode, len(graph.graph.nodes)))
         if not guarded:
             return graph
         cuda_graphs = inputs[-1].device.type == "cuda" and self.backend == "inductor" and not self.looped
@@ -659,12 +666,13 @@ class CompiledStep:
         return output, energies
 
 
-def _inductor_options(mode: str | None) -> dict:
+def _inductor_options(mode: str | None, nodes: int = 0) -> dict:
     """Inductor's settings for a step compiled without Dynamo: those of ``mode`` (as ``torch.compile`` would set
-    them), less recomputation (see :data:`REALIZE_OPCOUNT`), and the program's driver in C++: Inductor's default
-    Python driver spent about 0.15 ms of the MLP's step allocating buffers and calling some 80 kernels."""
+    them), less recomputation (see :data:`REALIZE_OPCOUNT`), and for a graph of up to :data:`CPP_DRIVER_NODES`
+    ``nodes`` the program's driver in C++: Inductor's default Python driver spent about 0.15 ms of the MLP's step
+    allocating buffers and calling some 80 kernels."""
     options = dict(torch._inductor.list_mode_options(mode)) if mode else {}
-    return {"realize_opcount_threshold": REALIZE_OPCOUNT, "cpp_wrapper": True, **options}
+    return {"realize_opcount_threshold": REALIZE_OPCOUNT, "cpp_wrapper": nodes <= CPP_DRIVER_NODES, **options}
 
 
 def _noise(shapes) -> list[torch.Tensor]:

@@ -462,6 +462,25 @@ def test_looped_inductor_step_equals_the_eager_step(config):
         assert relative_error(got, expected) <= 1e-10
 
 
+def test_the_python_driver_of_a_large_graph_gives_the_eager_step(tiny_batch, monkeypatch):
+    """Graphs above CPP_DRIVER_NODES get Inductor's Python driver instead of the C++ one (whose g++ time grows faster
+    than the graph): with the limit at 0, every graph takes that path, and the compiled PC step still reproduces the
+    eager one in float64."""
+    monkeypatch.setattr(pc_common.compiled, "CPP_DRIVER_NODES", 0)
+    drivers = []
+    compile_graph = torch._inductor.compile
+
+    def spy(graph, inputs, options=None, **kwargs):
+        drivers.append(options["cpp_wrapper"])
+        return compile_graph(graph, inputs, options=options, **kwargs)
+
+    monkeypatch.setattr(torch._inductor, "compile", spy)
+    x, y = tiny_batch
+    eager, compiled = eager_and_compiled(make_mlp(sizes=TINY), "pc", x, y, pc.PCConfig(T=3, inference_lr=0.2))
+    assert drivers == [False]
+    assert_same(eager, compiled, 1e-10)
+
+
 def test_loop_is_the_default_from_loop_from_steps_and_only_for_pc():
     """Standard PC loops by default from T = LOOP_FROM on; fixed prediction loops when asked (its looped update
     recomputes the forward pass); BP has no inference to loop over and says so when asked to."""

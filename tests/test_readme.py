@@ -306,6 +306,28 @@ def _wide_row(method: str, label: str, depths=(8, 32, 128)) -> str:
     return f"| {label} | " + " | ".join(cells) + " |"
 
 
+STEPS = "classification/results/benchmark_steps.json"  # one entry per activation: leaky-ReLU, GELU, tanh GELU
+
+
+def _step(act: int, rule: str, engine: str, update: str, key: str = "ms") -> str:
+    """An expression for one timed step of docs/performance.md's step table (``key`` of its record)."""
+    return f"find('{act}/steps', rule='{rule}', engine='{engine}', update='{update}')['{key}']"
+
+
+def _step_cell(act: int, rule: str, engine: str, update: str) -> str:
+    """ms per step (the rest, % of the step)."""
+    return ("{" + _step(act, rule, engine, update) + ":.2f} ({100 * "
+            + _step(act, rule, engine, update, "rest_fraction") + ":.0f} %)")
+
+
+def _step_row(label: str, rule: str, engine: str, update: str) -> str:
+    return f"| {label} | " + " | ".join(_step_cell(a, rule, engine, update) for a in range(3)) + " |"
+
+
+def _fused_saving(act: int) -> str:
+    return (f"{_step(act, 'pc', 'compiled', 'adamw')} - {_step(act, 'pc', 'compiled', 'adamw fused')}")
+
+
 DEPTH_SPEED = "classification/results/depth_speed.json"
 
 
@@ -531,6 +553,43 @@ QUOTES = [
      " | {v('pc_seconds'):.3f} ({v('ratio'):.2f}×) |"),
     ("docs/performance.md", BENCH_1, "above the FLOP ratio of {v('flop_ratio'):.2f}: {v('ratio'):.2f}× on one thread"),
     ("docs/performance.md", BENCH_2, "on one thread and {v('ratio'):.2f}× on two over whole epochs"),
+    # docs/performance.md: one step against its matrix products (classification/benchmark.py --steps).
+    ("docs/performance.md", STEPS, "(784-128-128-128-10, batch {v('0/setting/batch_size')}, T = {v('0/setting/T')}) on"
+     " one CPU thread"),
+    ("docs/performance.md", STEPS, "medians of {v('0/setting/rounds') * v('0/setting/calls_per_round')} calls, on an"
+     " {v('0/setting/machine')} that ran"),
+    ("docs/performance.md", STEPS, "`--act {v('2/setting/activation')}`"),
+    ("docs/performance.md", STEPS, "| PC's {v('0/products/pc compiled/count')} matrix products alone (their GFLOP/s) | "
+     + " | ".join(f"{{v('{a}/products/pc compiled/ms'):.2f}} ({{v('{a}/products/pc compiled/gflops'):.0f}})"
+                  for a in range(3)) + " |"),
+    *[("docs/performance.md", STEPS, _step_row(label, rule, engine, update)) for label, rule, engine, update in (
+        ("BP compiled + fused AdamW", "bp", "compiled", "adamw fused"),
+        ("PC eager + fused AdamW", "pc", "eager", "adamw fused"),
+        ("PC compiled, the gradients alone", "pc", "compiled", "none"),
+        ("PC compiled + AdamW", "pc", "compiled", "adamw"),
+        ("PC compiled + fused AdamW", "pc", "compiled", "adamw fused"))],
+    ("docs/performance.md", STEPS, "| pcx 0.6.3 (JAX), the same PC step with AdamW | {v('0/pcx_ms'):.2f} | not timed |"
+     " {v('2/pcx_ms'):.2f} |"),
+    ("docs/performance.md", STEPS, "| PC compiled + fused AdamW, over pcx | {"
+     + _step(0, "pc", "compiled", "adamw fused", "over_pcx") + ":.2f}× | | {"
+     + _step(2, "pc", "compiled", "adamw fused", "over_pcx") + ":.2f}× |"),
+    ("docs/performance.md", STEPS, "saves {" + _fused_saving(0) + ":.2f} ms of the compiled PC step with leaky-ReLU"
+     " ({100 * (" + _fused_saving(0) + ") / " + _step(0, "pc", "compiled", "adamw") + ":.0f} % of it), {"
+     + _fused_saving(1) + ":.2f} ms with GELU and {" + _fused_saving(2) + ":.2f} ms with tanh GELU"),
+    ("docs/performance.md", STEPS, "is {" + _step(0, "pc", "eager", "adamw fused") + " / "
+     + _step(0, "pc", "compiled", "adamw fused") + ":.1f}× faster than the eager one with leaky-ReLU (both with the"
+     " fused update; {" + _step(1, "pc", "eager", "adamw fused") + " / " + _step(1, "pc", "compiled", "adamw fused")
+     + ":.1f}× with GELU)"),
+    ("docs/performance.md", STEPS, "the compiled PC step is {100 * " + _step(0, "pc", "compiled", "none", "rest_fraction")
+     + ":.0f} % rest with leaky-ReLU"),
+    ("docs/performance.md", STEPS, "and its derivative at every pass add {" + _step(1, "pc", "compiled", "none", "rest_ms")
+     + " - " + _step(0, "pc", "compiled", "none", "rest_ms") + ":.2f} ms to that"),
+    ("docs/performance.md", STEPS, "adds the rest of the {100 * "
+     + _step(0, "pc", "compiled", "adamw fused", "rest_fraction") + ":.0f} % (leaky-ReLU)"),
+    ("docs/performance.md", STEPS, "Its whole step runs at {v('2/flops/pc') / v('2/pcx_ms') / 1e6:.0f} GFLOP/s (at this"
+     " step's {v('2/flops/pc') / 1e6:.1f} MFLOP), faster than MKL runs this step's products alone here"
+     " ({v('2/products/pc compiled/gflops'):.0f} GFLOP/s)"),
+
     ("docs/performance.md", COMPRESSION, "with T = {find('runs', model='pc-decoder')['pc']['T']} inference steps"),
     ("docs/performance.md", COMPRESSION_FLOPS,
      "per encoder pass of the BP autoencoder |"
