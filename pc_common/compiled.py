@@ -90,7 +90,8 @@ LOOP_FROM_UPDATES = 512
 # up to this many nodes, in Python (Inductor's default) for larger ones. In C++ it saved about 0.15 ms per call of the
 # MLP's PC step (429 nodes), but g++ compiles it as one function, and its compile time grows faster than the graph:
 # the one-update graph of a 128-layer μPC step (2,930 nodes) compiled in 405 s with the C++ driver against 134 s with
-# the Python one, on the same loaded CPU, and the looped step ran no faster (0.75 s against 0.67 s).
+# the Python one, on the same loaded CPU, and the looped step was slower with the C++ driver (0.75 s per step against
+# 0.67 s).
 CPP_DRIVER_NODES = 1000
 
 
@@ -670,7 +671,7 @@ def _inductor_options(mode: str | None, nodes: int = 0) -> dict:
     """Inductor's settings for a step compiled without Dynamo: those of ``mode`` (as ``torch.compile`` would set
     them), less recomputation (see :data:`REALIZE_OPCOUNT`), and for a graph of up to :data:`CPP_DRIVER_NODES`
     ``nodes`` the program's driver in C++: Inductor's default Python driver spent about 0.15 ms of the MLP's step
-    allocating buffers and calling some 80 kernels."""
+    allocating buffers and making some 80 calls (the 54 matrix products and the fused elementwise loops)."""
     options = dict(torch._inductor.list_mode_options(mode)) if mode else {}
     return {"realize_opcount_threshold": REALIZE_OPCOUNT, "cpp_wrapper": nodes <= CPP_DRIVER_NODES, **options}
 

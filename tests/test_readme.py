@@ -568,13 +568,15 @@ QUOTES = [
         ("PC compiled, the gradients alone", "pc", "compiled", "none"),
         ("PC compiled + AdamW", "pc", "compiled", "adamw"),
         ("PC compiled + fused AdamW", "pc", "compiled", "adamw fused"))],
-    ("docs/performance.md", STEPS, "| pcx 0.6.3 (JAX), the same PC step with AdamW | {v('0/pcx_ms'):.2f} | not timed |"
+    ("docs/performance.md", STEPS, "| pcx 0.6.3 (JAX), its PC step of the same network, with AdamW | {v('0/pcx_ms'):.2f}"
+     " | not timed |"
      " {v('2/pcx_ms'):.2f} |"),
     ("docs/performance.md", STEPS, "| PC compiled + fused AdamW, over pcx | {"
      + _step(0, "pc", "compiled", "adamw fused", "over_pcx") + ":.2f}× | | {"
      + _step(2, "pc", "compiled", "adamw fused", "over_pcx") + ":.2f}× |"),
     ("docs/performance.md", STEPS, "saves {" + _fused_saving(0) + ":.2f} ms of the compiled PC step with leaky-ReLU"
-     " ({100 * (" + _fused_saving(0) + ") / " + _step(0, "pc", "compiled", "adamw") + ":.0f} % of it), {"
+     " ({100 * (" + _fused_saving(0) + ") / " + _step(0, "pc", "compiled", "adamw") + ":.0f} % of the step with the"
+     " default AdamW), {"
      + _fused_saving(1) + ":.2f} ms with GELU and {" + _fused_saving(2) + ":.2f} ms with tanh GELU"),
     ("docs/performance.md", STEPS, "is {" + _step(0, "pc", "eager", "adamw fused") + " / "
      + _step(0, "pc", "compiled", "adamw fused") + ":.1f}× faster than the eager one with leaky-ReLU (both with the"
@@ -584,11 +586,19 @@ QUOTES = [
      + ":.0f} % rest with leaky-ReLU"),
     ("docs/performance.md", STEPS, "and its derivative at every pass add {" + _step(1, "pc", "compiled", "none", "rest_ms")
      + " - " + _step(0, "pc", "compiled", "none", "rest_ms") + ":.2f} ms to that"),
-    ("docs/performance.md", STEPS, "adds the rest of the {100 * "
-     + _step(0, "pc", "compiled", "adamw fused", "rest_fraction") + ":.0f} % (leaky-ReLU)"),
-    ("docs/performance.md", STEPS, "Its whole step runs at {v('2/flops/pc') / v('2/pcx_ms') / 1e6:.0f} GFLOP/s (at this"
-     " step's {v('2/flops/pc') / 1e6:.1f} MFLOP), faster than MKL runs this step's products alone here"
-     " ({v('2/products/pc compiled/gflops'):.0f} GFLOP/s)"),
+    ("docs/performance.md", STEPS, "The tanh approximation adds {" + _step(2, "pc", "compiled", "none", "rest_ms")
+     + " - " + _step(0, "pc", "compiled", "none", "rest_ms") + ":.2f} ms"),
+    ("docs/performance.md", STEPS, "Fused AdamW then adds {" + _step(0, "pc", "compiled", "adamw fused") + " - "
+     + _step(0, "pc", "compiled", "none") + ":.2f} ms (the rest grows from {" + _step(0, "pc", "compiled", "none", "rest_ms")
+     + ":.2f} to {" + _step(0, "pc", "compiled", "adamw fused", "rest_ms") + ":.2f} ms, {100 * "
+     + _step(0, "pc", "compiled", "adamw fused", "rest_fraction") + ":.0f} % of the step, with leaky-ReLU)"),
+    ("docs/performance.md", STEPS, "(BP's {v('0/products/bp compiled/count')} products take {min(BP_PRODUCTS_MS):.2f}"
+     " to {max(BP_PRODUCTS_MS):.2f} ms)".replace("BP_PRODUCTS_MS", "[v(str(a) + '/products/' + k + '/ms') for a in"
+                                                  " range(3) for k in ('bp eager', 'bp compiled')]")),
+    ("docs/performance.md", STEPS, "pcx's whole step would run at {v('2/flops/pc') / v('2/pcx_ms') / 1e6:.0f} GFLOP/s"
+     " if it did this step's {v('2/flops/pc') / 1e6:.1f} MFLOP, above the {v('2/products/pc compiled/gflops'):.0f}"
+     " GFLOP/s at which MKL runs the products alone here; with leaky-ReLU it would run at"
+     " {v('0/flops/pc') / v('0/pcx_ms') / 1e6:.0f} GFLOP/s"),
 
     ("docs/performance.md", COMPRESSION, "with T = {find('runs', model='pc-decoder')['pc']['T']} inference steps"),
     ("docs/performance.md", COMPRESSION_FLOPS,
