@@ -8,11 +8,13 @@ and the pcx ratio is taken for the PC steps that include the optimizer, as pcx's
 from __future__ import annotations
 
 import functools
+import math
 
 import pytest
 import torch
 
-from classification import benchmark
+from classification import benchmark, pcx_step
+from classification.models import activation
 from pc_common import CompiledStep
 
 
@@ -69,3 +71,28 @@ def test_the_settings_say_how_it_was_timed(result):
     assert setting["rounds"] * setting["calls_per_round"] == 5
     table = benchmark.step_report(result)
     assert "PC compiled + adamw fused" in table and "pcx" in table
+
+
+def test_gelu_tanh_is_the_tanh_approximation_that_pcx_computes():
+    """The activation set beside pcx's GELU is GELU's tanh approximation (jax.nn.gelu's default), written out:
+    ½x(1 + tanh(√(2/π)(x + 0.044715x³))), which differs from the exact GELU (xΦ(x)) by up to about 5e-4."""
+    x = torch.linspace(-6, 6, 1001, dtype=torch.float64)
+    tanh_gelu = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    f = activation("gelu_tanh")
+    assert torch.allclose(f(x), tanh_gelu, rtol=0, atol=1e-12)
+    assert (activation("gelu")(x) - tanh_gelu).abs().max() > 1e-4
+
+
+def test_pcx_timer_without_jax_says_how_to_install_it(capsys):
+    """classification/pcx_step.py needs JAX, which the requirements leave out: without it the script exits with
+    status 2 and names what to install, instead of a traceback."""
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("JAX is installed here: the script would time pcx")
+    with pytest.raises(SystemExit) as stop:
+        pcx_step.main(["--rounds", "1", "--steps", "1"])
+    assert stop.value.code == 2
+    assert "pip install pcx==0.6.3" in capsys.readouterr().err

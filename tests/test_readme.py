@@ -595,6 +595,7 @@ QUOTES = [
     ("docs/performance.md", STEPS, "(BP's {v('0/products/bp compiled/count')} products take {min(BP_PRODUCTS_MS):.2f}"
      " to {max(BP_PRODUCTS_MS):.2f} ms)".replace("BP_PRODUCTS_MS", "[v(str(a) + '/products/' + k + '/ms') for a in"
                                                   " range(3) for k in ('bp eager', 'bp compiled')]")),
+    ("docs/performance.md", STEPS, "(`--pcx leaky_relu={v('0/pcx_ms'):.2f} gelu_tanh={v('2/pcx_ms'):.2f}`)"),
     ("docs/performance.md", STEPS, "pcx's whole step would run at {v('2/flops/pc') / v('2/pcx_ms') / 1e6:.0f} GFLOP/s"
      " if it did this step's {v('2/flops/pc') / 1e6:.1f} MFLOP, above the {v('2/products/pc compiled/gflops'):.0f}"
      " GFLOP/s at which MKL runs the products alone here; with leaky-ReLU it would run at"
