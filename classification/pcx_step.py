@@ -115,12 +115,23 @@ def time_pcx_step(act: str = "leaky_relu", rounds: int = 5, steps: int = 50, see
     return times
 
 
+def _positive(text: str) -> int:
+    """An argparse type: an integer ≥ 1 (this script runs without torch, so without pc_common.cli)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> list[float]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--act", choices=("leaky_relu", "gelu_tanh"), default="leaky_relu", help="activation")
-    p.add_argument("--rounds", type=int, default=5, help="timed rounds")
-    p.add_argument("--steps", type=int, default=50, help="steps per round")
+    p.add_argument("--rounds", type=_positive, default=5, help="timed rounds")
+    p.add_argument("--steps", type=_positive, default=50, help="steps per round")
     args = p.parse_args(argv)
     try:
         times = time_pcx_step(args.act, args.rounds, args.steps)

@@ -96,3 +96,12 @@ def test_pcx_timer_without_jax_says_how_to_install_it(capsys):
         pcx_step.main(["--rounds", "1", "--steps", "1"])
     assert stop.value.code == 2
     assert "pip install pcx==0.6.3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["--rounds", "0"], ["--steps", "two"], ["--act", "gelu"]])
+def test_pcx_timer_refuses_bad_values_in_one_line(args, capsys):
+    """As the other scripts: a bad value stops the script at parsing (exit code 2), with the option named."""
+    with pytest.raises(SystemExit) as stop:
+        pcx_step.main(args)
+    assert stop.value.code == 2
+    assert f"argument {args[0]}:" in capsys.readouterr().err
