@@ -338,6 +338,11 @@ def _speed_cell(method: str, depth: int) -> str:
     return "{1e3 * " + row + "['eager_step_seconds']:.1f}" + compiled + " ({" + row + "['flops_over_bp']:.1f}×)"
 
 
+def _speed128(method: str, key: str) -> str:
+    """An expression for ``key`` of a method's L = 128 row of depth_speed.json."""
+    return f"find('rows', method='{method}', depth=128)['{key}']"
+
+
 def _speed_row(method: str, label: str) -> str:
     return f"| {label} | " + " | ".join(_speed_cell(method, depth) for depth in (8, 32, 128)) + " |"
 
@@ -749,6 +754,15 @@ QUOTES = [
      "| compile time (s), BP / standard PC / μPC | " + " | ".join(" / ".join(
          "{find('rows', method='" + m + f"', depth={d})['compile_seconds']:.0f}}" for m in ("bp", "pc", "mupc"))
          for d in (8, 32, 128)) + " |"),
+    ("docs/full_scale.md", DEPTH_SPEED, "makes the 128-layer PC step {" + _speed128("pc", "eager_step_seconds") + " / "
+     + _speed128("pc", "compiled_step_seconds") + ":.1f} (standard PC) and {" + _speed128("mupc", "eager_step_seconds")
+     + " / " + _speed128("mupc", "compiled_step_seconds") + ":.1f} (μPC) times faster than the eager one"),
+    ("docs/full_scale.md", DEPTH_SPEED, "time ratio to BP's compiled step, {" + _speed128("pc", "compiled_step_seconds")
+     + " / " + _speed128("bp", "compiled_step_seconds") + ":.0f} for standard PC, is below the FLOP ratio"),
+    ("docs/full_scale.md", DEPTH_SPEED, "is {" + _speed128("pc", "compile_seconds") + ":.0f} s for standard PC and {"
+     + _speed128("mupc", "compile_seconds") + ":.0f} s for μPC (the last row)"),
+    ("docs/full_scale.md", DEPTH_SPEED, "BP's single graph of the same network takes {" + _speed128("bp", "compile_seconds")
+     + ":.0f} s"),
     # docs/full_scale.md: the curvature of the inference energies (2/λ_max: the largest stable step).
     ("docs/full_scale.md", CURV_WIDE, "(2/λ_max = " + BOUND % ("trained", "pc", "mupc", 128, "True") + ":.2f} after"
      " training at L = 128, against γ = 0.2)"),
