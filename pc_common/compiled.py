@@ -84,7 +84,8 @@ REALIZE_OPCOUNT = 16
 LOOP_FROM = 32
 # ... and from this many neuron updates per step (T × the value-node calls) on: the unrolled graph grows with both.
 # The Shakespeare LSTM (64 calls, T = 16: 1,024) unrolled took over 20 minutes to compile on the 2-core CPU (most of
-# it g++ on a 2.9 MB C++ file), looped 84 s (classification/results/sequence_speed_shakespeare.json).
+# it g++ on a 2.9 MB C++ file), looped 84 s with the C++ driver and 69 s with the Python one (the latter on a slower
+# CPU: classification/results/sequence_speed_shakespeare.json).
 LOOP_FROM_UPDATES = 512
 # The driver of a compiled program (the code that allocates its buffers and calls its kernels) is in C++ for graphs of
 # up to this many nodes, in Python (Inductor's default) for larger ones. In C++ it saved about 0.15 ms per call of the
@@ -407,8 +408,8 @@ class CompiledStep:
             prediction a forward pass more per update (the Jacobians are recomputed at the feed-forward state).
             None (default): standard PC loops from T = :data:`LOOP_FROM` on, or when T times the value-node calls of
             a pass reaches :data:`LOOP_FROM_UPDATES` (decided at the first call); fixed prediction only when asked, since
-            its recomputed forward pass made the looped step no faster than the eager one on the Shakespeare LSTM
-            (``classification/results/sequence_speed_shakespeare.json``). A looped step on CUDA runs without CUDA
+            its recomputed forward pass leaves the looped step little faster than the eager one (1.3× on the
+            Shakespeare LSTM, after 138 s of compiling: ``classification/results/sequence_speed_shakespeare.json``). A looped step on CUDA runs without CUDA
             graphs unless ``mode`` asks.
 
     Attributes:
