@@ -26,10 +26,10 @@ figure has been recorded).
 
     OMP_NUM_THREADS=1 python classification/benchmark.py --steps --model mlp --act leaky_relu gelu gelu_tanh \\
         --repeats 30 --pcx leaky_relu=3.28 gelu_tanh=2.85 --json classification/results/benchmark_steps.json
+    python classification/benchmark.py --steps --model mlp --device cuda
 
 The pcx figures come from ``classification/pcx_step.py`` (run apart, with JAX). pcx's GELU (``jax.nn.gelu``) is the
 tanh approximation by default: its time belongs beside ``gelu_tanh``.
-    python classification/benchmark.py --steps --model mlp --device cuda
 """
 
 from __future__ import annotations

@@ -409,8 +409,8 @@ class CompiledStep:
             None (default): standard PC loops from T = :data:`LOOP_FROM` on, or when T times the value-node calls of
             a pass reaches :data:`LOOP_FROM_UPDATES` (decided at the first call); fixed prediction only when asked, since
             its recomputed forward pass leaves the looped step little faster than the eager one (1.3× on the
-            Shakespeare LSTM, after 138 s of compiling: ``classification/results/sequence_speed_shakespeare.json``). A looped step on CUDA runs without CUDA
-            graphs unless ``mode`` asks.
+            Shakespeare LSTM, after 138 s of compiling: ``classification/results/sequence_speed_shakespeare.json``).
+            A looped step on CUDA runs without CUDA graphs unless ``mode`` asks.
 
     Attributes:
         neurons: after a PC call, the relaxed neurons φ in the order of :func:`pc_common.neurons`.

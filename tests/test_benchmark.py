@@ -8,6 +8,7 @@ and the pcx ratio is taken for the PC steps that include the optimizer, as pcx's
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 
 import pytest
@@ -86,11 +87,7 @@ def test_gelu_tanh_is_the_tanh_approximation_that_pcx_computes():
 def test_pcx_timer_without_jax_says_how_to_install_it(capsys):
     """classification/pcx_step.py needs JAX, which the requirements leave out: without it the script exits with
     status 2 and names what to install, instead of a traceback."""
-    try:
-        import jax  # noqa: F401
-    except ImportError:
-        pass
-    else:
+    if importlib.util.find_spec("jax") is not None:
         pytest.skip("JAX is installed here: the script would time pcx")
     with pytest.raises(SystemExit) as stop:
         pcx_step.main(["--rounds", "1", "--steps", "1"])

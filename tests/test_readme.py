@@ -331,16 +331,21 @@ def _fused_saving(act: int) -> str:
 DEPTH_SPEED = "classification/results/depth_speed.json"
 
 
+def _speed_row_of(method: str, depth: int) -> str:
+    """An expression for a method's row of depth_speed.json at a depth."""
+    return f"find('rows', method='{method}', depth={depth})"
+
+
 def _speed_cell(method: str, depth: int) -> str:
     """A cell of docs/full_scale.md's depth-speed table: ms per step eager / compiled, and the FLOP ratio to BP."""
-    row = f"find('rows', method='{method}', depth={depth})"
+    row = _speed_row_of(method, depth)
     compiled = (" / {1e3 * " + row + "['compiled_step_seconds']:.1f} ms") if method != "epc" else " ms, eager only"
     return "{1e3 * " + row + "['eager_step_seconds']:.1f}" + compiled + " ({" + row + "['flops_over_bp']:.1f}×)"
 
 
 def _speed128(method: str, key: str) -> str:
     """An expression for ``key`` of a method's L = 128 row of depth_speed.json."""
-    return f"find('rows', method='{method}', depth=128)['{key}']"
+    return f"{_speed_row_of(method, 128)}['{key}']"
 
 
 def _speed_row(method: str, label: str) -> str:
@@ -582,8 +587,7 @@ QUOTES = [
         ("PC compiled + AdamW", "pc", "compiled", "adamw"),
         ("PC compiled + fused AdamW", "pc", "compiled", "adamw fused"))],
     ("docs/performance.md", STEPS, "| pcx 0.6.3 (JAX), its PC step of the same network, with AdamW | {v('0/pcx_ms'):.2f}"
-     " | not timed |"
-     " {v('2/pcx_ms'):.2f} |"),
+     " | not timed | {v('2/pcx_ms'):.2f} |"),
     ("docs/performance.md", STEPS, "| PC compiled + fused AdamW, over pcx | {"
      + _step(0, "pc", "compiled", "adamw fused", "over_pcx") + ":.2f}× | | {"
      + _step(2, "pc", "compiled", "adamw fused", "over_pcx") + ":.2f}× |"),
@@ -613,7 +617,6 @@ QUOTES = [
      " if it did this step's {v('2/flops/pc') / 1e6:.1f} MFLOP, above the {v('2/products/pc compiled/gflops'):.0f}"
      " GFLOP/s at which MKL runs the products alone here; with leaky-ReLU it would run at"
      " {v('0/flops/pc') / v('0/pcx_ms') / 1e6:.0f} GFLOP/s"),
-
     ("docs/performance.md", COMPRESSION, "with T = {find('runs', model='pc-decoder')['pc']['T']} inference steps"),
     ("docs/performance.md", COMPRESSION_FLOPS,
      "per encoder pass of the BP autoencoder |"
